@@ -1,0 +1,3 @@
+from lcbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""The `lcbench` command. `main()` parses and delegates; bad input exits 2 with one message."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lcbench.errors import UserError, did_you_mean
+
+EPILOG = """examples:
+  lcbench run suites/mt.yaml
+  lcbench run suites/needle.yaml --lengths 1k,4k --strategies full,truncation --limit 5
+  lcbench run suites/mt.yaml --model ~/models/my-llama --device cuda:0 --out /tmp/runs
+  lcbench validate suites/mt.yaml
+  lcbench ls
+  lcbench report results/mt-20260101-120000
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="lcbench",
+        description="Long-context strategies for LLMs: quality, peak memory and throughput in the same cell.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run a suite and write records, summary and report", epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/mt.yaml")
+    run.add_argument("--model", help="local Hugging Face model folder, or `reference` (the shipped model)")
+    run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--lengths", help="context lengths to run, e.g. 1k,4k (replaces the suite's)")
+    run.add_argument("--strategies", help="strategy labels or names to run, e.g. full,truncation")
+    run.add_argument("--limit", type=int, help="at most N examples per cell")
+    run.add_argument("--out", type=Path, help="folder for the run folder (default: the suite's `output`)")
+    sub.add_parser("ls", help="list strategies, tasks and suites, one line each")
+    validate = sub.add_parser("validate", help="check a suite file and report every problem at once")
+    validate.add_argument("suite", type=Path)
+    report = sub.add_parser("report", help="re-render summary.csv and report.md from a run's records")
+    report.add_argument("run_dir", type=Path)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"lcbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lcbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def overrides(args: argparse.Namespace) -> dict[str, object]:
+    found: dict[str, object] = {"model": args.model, "device": args.device}
+    if args.lengths is not None:
+        found["context_lengths"] = [x for x in args.lengths.split(",") if x.strip()]
+    if args.out is not None:
+        found["output"] = str(args.out)
+    return found
+
+
+def select(suite_data: dict, names: str) -> list:
+    """The suite's strategy entries whose label or name is in `names`."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    entries = suite_data.get("strategies") or []
+    known = {e.get("label") or e.get("name") for e in entries if isinstance(e, dict)} | {
+        e.get("name") for e in entries if isinstance(e, dict)
+    }
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise UserError([f"--strategies: " + did_you_mean(n, {k for k in known if k}, "strategy in this suite") for n in unknown])
+    return [e for e in entries if isinstance(e, dict) and (e.get("label") in wanted or e.get("name") in wanted)]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lcbench.suite import read_yaml, suite_hash, validate
+
+    if args.limit is not None and args.limit <= 0:
+        raise UserError(f"--limit must be a positive number of examples, got {args.limit}")
+    data, node, text = read_yaml(args.suite)
+    data = {**data, **{k: v for k, v in overrides(args).items() if v is not None}}
+    if args.strategies:
+        data["strategies"] = select(data, args.strategies)
+    if args.limit is not None and isinstance(data.get("samples", 10), int):
+        data["samples"] = min(args.limit, data.get("samples", 10))
+    suite = validate(data, node, str(args.suite))
+
+    from lcbench.sweep import run_suite
+
+    run_suite(suite, suite_hash(text), str(args.suite))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from lcbench.suite import load_suite
+
+    suite, _ = load_suite(args.suite)
+    cells = len(suite.tasks) * len(suite.context_lengths) * len(suite.strategies)
+    print(f"{args.suite}: ok ({cells} cells, {cells * suite.samples} examples)")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from lcbench.registry import strategies, tasks
+
+    for name, cls in sorted(strategies().items()):
+        print(f"strategy  {name:<14} {first_line(cls.__doc__)}")
+    for name, task_cls in sorted(tasks().items()):
+        print(f"task      {name:<14} {first_line(task_cls.__doc__)}")
+    for path in sorted(Path("suites").glob("*.yaml")):
+        print(f"suite     {str(path):<14} {suite_comment(path)}")
+    return 0
+
+
+def first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n", 1)[0]
+
+
+def suite_comment(path: Path) -> str:
+    """A suite's first comment line says what it shows."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lcbench.report import write_report
+
+    if not args.run_dir.is_dir():
+        raise UserError(f"`{args.run_dir}` is not a run folder; give one written by `lcbench run`")
+    write_report(args.run_dir)
+    print(f"wrote {args.run_dir / 'summary.csv'} and {args.run_dir / 'report.md'}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "ls": cmd_ls, "report": cmd_report}

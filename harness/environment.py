@@ -1,0 +1,72 @@
+"""What a result was measured on: versions, device, driver, CPU. Kept beside every run."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lcbench import __version__
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu() -> dict[str, Any]:
+    import torch
+
+    from lcbench.measure import load_nvml
+
+    info: dict[str, Any] = {"cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda}
+    if info["cuda_available"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    nvml = load_nvml()
+    info["nvml_available"] = nvml is not None
+    if nvml is not None:
+        info["driver"] = nvml.nvmlSystemGetDriverVersion()
+    return info
+
+
+def environment(**run: Any) -> dict[str, Any]:
+    """The environment of this process, plus `run` facts (seed, suite hash, model, device)."""
+    return {
+        "lcbench": __version__,
+        "git_sha": _git_sha(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "triton": _version("triton"),
+        **_gpu(),
+        **run,
+    }

@@ -1,0 +1,179 @@
+"""The model adapter: a local Hugging Face causal LM and its tokenizer, greedy decoding with a KV
+cache, prefill and decode timed apart, and a way to run calls with another attention function.
+
+Nothing is fetched from a hub: paths are local, Hugging Face runs offline, and remote code is
+refused unless the suite allows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lcbench.errors import UserError
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def go_offline() -> None:
+    """Make any accidental hub access fail fast instead of reaching the network."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    new_tokens: int  # includes the first token, produced by the prefill
+    prefill_s: float  # time to first token
+    decode_s: float  # the remaining new_tokens - 1 steps
+
+
+def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:
+    """Problems that make `path` unusable as a local model, each with its fix."""
+    if not path.exists():
+        return [f"model path `{path}` does not exist; give a local Hugging Face model folder or `reference`"]
+    if not path.is_dir() or not (path / "config.json").is_file():
+        return [f"model path `{path}` is not a model folder (no config.json); give a folder saved by `save_pretrained`"]
+    problems = []
+    if not any((path / f).exists() for f in WEIGHT_FILES):
+        problems.append(f"model folder `{path}` has no weights ({', '.join(WEIGHT_FILES)}); save the model there")
+    if not any((path / f).exists() for f in TOKENIZER_FILES):
+        problems.append(f"model folder `{path}` has no tokenizer; save one with `tokenizer.save_pretrained`")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        return [*problems, f"model folder `{path}`: config.json is not valid JSON ({exc})"]
+    if "auto_map" in config and not trust_remote_code:
+        problems.append(
+            f"model folder `{path}` asks for remote code (auto_map in config.json); "
+            "set `trust_remote_code: true` in the suite only if you trust that code"
+        )
+    return problems
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device `{device}` was asked for but CUDA is not available here; use `--device cpu`")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued device work, so that the clock reads finished work."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+class Model:
+    """A loaded causal LM. `generate` is greedy with a KV cache."""
+
+    def __init__(self, hf_model: Any, tokenizer: Any, device: str, name: str) -> None:
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.name = name
+        config_eos = hf_model.generation_config.eos_token_id if hf_model.generation_config else None
+        eos = config_eos if config_eos is not None else tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        # transformers renamed `past_key_values` to `cache`; speak whichever this version knows.
+        forward_params = inspect.signature(hf_model.forward).parameters
+        self._cache_keyword = "cache" if "cache" in forward_params else "past_key_values"
+
+    def new_cache(self) -> Any:
+        """An empty KV cache for one generation. Strategies that bound the cache override this."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.hf_model.config)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> Model:
+        go_offline()
+        path = Path(path)
+        problems = check_model_dir(path, trust_remote_code)
+        if problems:
+            raise UserError(problems)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # lcbench shows its own progress
+        device = resolve_device(device)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            path,
+            local_files_only=True,
+            trust_remote_code=trust_remote_code,
+            dtype=resolve_dtype(dtype, device),
+            attn_implementation="sdpa",
+        )
+        hf_model.to(device).eval()
+        return cls(hf_model, tokenizer, device, path.name)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def generate(self, prompt: list[int], max_new_tokens: int) -> Generation:
+        """Greedy decoding: one prefill over `prompt`, then one token at a time from the cache."""
+        import torch
+
+        if not prompt:
+            raise ValueError("cannot generate from an empty prompt")
+        with torch.inference_mode():
+            synchronize(self.device)
+            start = time.perf_counter()
+            cache = {self._cache_keyword: self.new_cache()}  # filled in place by every call
+            ids = torch.tensor([prompt], device=self.device)
+            out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
+            token = int(out.logits[0, -1].argmax())
+            synchronize(self.device)
+            first = time.perf_counter()
+            new = [token]
+            while len(new) < max_new_tokens and token not in self.eos_ids:
+                step = torch.tensor([[token]], device=self.device)
+                out = self.hf_model(input_ids=step, use_cache=True, **cache)
+                token = int(out.logits[0, -1].argmax())
+                new.append(token)
+            synchronize(self.device)
+            end = time.perf_counter()
+        text_ids = [t for t in new if t not in self.eos_ids]
+        return Generation(self.decode(text_ids), len(prompt), len(new), first - start, end - first)
+
+    @contextlib.contextmanager
+    def attention(self, implementation: str) -> Iterator[None]:
+        """Run the calls inside with another attention function, registered beforehand with
+        transformers' `AttentionInterface` (and `AttentionMaskInterface` for its mask)."""
+        previous = self.hf_model.config._attn_implementation
+        self.hf_model.set_attn_implementation(implementation)
+        try:
+            yield
+        finally:
+            self.hf_model.set_attn_implementation(previous)

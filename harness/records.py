@@ -1,0 +1,103 @@
+"""The record: one row per example per cell, quality and cost side by side. Every table, CSV
+and plot is computed from `records.jsonl`; there is no second source of truth."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lcbench.errors import UserError
+
+Status = Literal["ok", "oom", "timeout", "error", "unavailable", "skipped"]
+RECORDS = "records.jsonl"
+
+
+@dataclass
+class Record:
+    suite: str
+    task: str
+    strategy: str  # the label shown in tables
+    strategy_name: str
+    params: dict[str, Any]
+    context_length: int  # requested
+    example_id: str
+    cell_key: str
+    status: Status = "ok"
+    message: str = ""
+    input_tokens: int | None = None  # actual prompt length in the model's tokens
+    metrics: dict[str, float] = field(default_factory=dict)
+    prediction: str = ""
+    references: list[str] = field(default_factory=list)
+    # cost, over every model call the strategy made for this example (first repeat for counts)
+    calls: int | None = None
+    prefill_tokens: int | None = None
+    decode_tokens: int | None = None
+    max_call_tokens: int | None = None
+    prefill_s: float | None = None  # median over repeats
+    decode_s: float | None = None
+    latency_s: float | None = None  # wall time of the whole prediction, median over repeats
+    latency_spread: float | None = None  # (max - min) / median over repeats
+    repeats: int = 0
+    peak_mem_bytes: int | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_processed(self) -> int | None:
+        if self.prefill_tokens is None or self.decode_tokens is None:
+            return None
+        return self.prefill_tokens + self.decode_tokens
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+
+class RecordWriter:
+    """Appends records one line at a time, flushed and synced, so a killed run keeps them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open(path, "a", encoding="utf-8")
+
+    def write(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self._file.write(record.to_json() + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """Records from a `records.jsonl`; a torn last line (a run killed mid-write) is skipped."""
+    if not path.is_file():
+        raise UserError(f"`{path}` does not exist; give a run folder written by `lcbench run`")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield Record(**json.loads(line))
+        except (ValueError, TypeError) as exc:
+            if number == len(lines):
+                continue  # the cell in flight when the run stopped; resume reruns it
+            raise UserError(f"{path}:{number}: not a record ({exc}); the file is damaged") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file and rename: readers see the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

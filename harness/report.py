@@ -1,0 +1,125 @@
+"""The report: `summary.csv` and `report.md`, one table per metric (rows strategies, columns
+context lengths, the best of each column in bold, `full` first as the reference row)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from lcbench.records import RECORDS, Record, read_records, write_atomic
+from lcbench.summary import COST, quality_metrics, summarize
+
+REFERENCE_STRATEGY = "full"
+
+
+def strategy_order(records: Sequence[Record]) -> list[str]:
+    """`full` first (the reference row), then the order of the suite."""
+    seen = list(dict.fromkeys(r.strategy for r in records))
+    return sorted(seen, key=lambda s: (s != REFERENCE_STRATEGY, seen.index(s)))
+
+
+def _cell_text(row: pd.Series | None, column: str, fmt: str) -> str:
+    if row is None:
+        return ""
+    if row["status"] != "ok" and row["n_ok"] == 0:
+        return str(row["status"])
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = format(value, fmt)
+    return text if row["status"] == "ok" else f"{text} ({row['n_ok']}/{row['n']} ok)"
+
+
+def metric_table(summary: pd.DataFrame, task: str, column: str, higher_is_better: bool, fmt: str) -> str:
+    """Rows strategies, columns context lengths; the best value of each column in bold."""
+    part = summary[summary["task"] == task]
+    lengths = sorted(part["context_length"].unique())
+    strategies = list(dict.fromkeys(part["strategy"]))
+    cells = {(r["strategy"], r["context_length"]): r for _, r in part.iterrows()}
+    best: dict[int, float] = {}
+    for length in lengths:
+        values = [
+            r[column] for s in strategies if (r := cells.get((s, length))) is not None and r["status"] == "ok"
+            and r.get(column) is not None and not pd.isna(r.get(column))
+        ]
+        if len(set(values)) > 1:  # a tie everywhere marks nothing
+            best[length] = max(values) if higher_is_better else min(values)
+    rows = []
+    for s in strategies:
+        row = [s]
+        for length in lengths:
+            r = cells.get((s, length))
+            text = _cell_text(r, column, fmt)
+            if r is not None and length in best and r["status"] == "ok" and r.get(column) == best[length]:
+                text = f"**{text}**"
+            row.append(text)
+        rows.append(row)
+    return tabulate(rows, headers=["strategy", *map(str, lengths)], tablefmt="pipe", disable_numparse=True)
+
+
+def tables(summary: pd.DataFrame, records: Sequence[Record]) -> list[tuple[str, str]]:
+    """(title, markdown table) for every quality metric of every task, then every cost figure."""
+    out = []
+    for task in dict.fromkeys(summary["task"]):
+        for metric in quality_metrics(summary, records, task):
+            out.append((f"{task}: {metric} (higher is better)", metric_table(summary, task, metric, True, ".3f")))
+        for column, (label, higher, fmt) in COST.items():
+            if column in summary.columns:
+                direction = "higher" if higher else "lower"
+                out.append((f"{task}: {label} ({direction} is better)", metric_table(summary, task, column, higher, fmt)))
+    return out
+
+
+def environment_notes(env: dict[str, Any]) -> list[str]:
+    notes = [
+        f"model `{env.get('model')}` on `{env.get('device')}` ({env.get('gpu') or env.get('cpu')}), "
+        f"torch {env.get('torch')}, transformers {env.get('transformers')}, lcbench {env.get('lcbench')}"
+    ]
+    if not env.get("cuda_available"):
+        notes.append("no CUDA here: peak memory is the process's peak RSS above its level before each example")
+    elif not env.get("nvml_available"):
+        notes.append("NVML is not available: GPU memory is torch's allocator peak, not the driver's view")
+    return notes
+
+
+def render_markdown(summary: pd.DataFrame, records: Sequence[Record], env: dict[str, Any]) -> str:
+    lines = [f"# lcbench report: {env.get('suite', '')}", ""]
+    lines += [f"- {note}" for note in environment_notes(env)]
+    lines += ["- cells that did not run show their status (oom, error, unavailable, ...) instead of a number", ""]
+    for title, table in tables(summary, records):
+        lines += [f"## {title}", "", table, ""]
+    problems = summary[summary["status"] != "ok"]
+    if len(problems):
+        lines += ["## Cells that did not run cleanly", ""]
+        lines += [f"- {r['task']} · {r['strategy']} · {r['context_length']}: {r['status']}: {r['message']}" for _, r in problems.iterrows()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path) -> pd.DataFrame:
+    """(Re)write `summary.csv` and `report.md` in `run_dir` from its records."""
+    records = list(read_records(run_dir / RECORDS))
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text()) if env_path.is_file() else {}
+    summary = summarize(records, strategy_order(records))
+    write_atomic(run_dir / "summary.csv", summary.to_csv(index=False))
+    write_atomic(run_dir / "report.md", render_markdown(summary, records, env))
+    return summary
+
+
+def headline(summary: pd.DataFrame, records: Sequence[Record]) -> str:
+    """The table printed at the end of a run: each cell's headline quality and its cost."""
+    rows = []
+    for _, r in summary.iterrows():
+        metrics = quality_metrics(summary, records, r["task"])
+        quality = _cell_text(r, metrics[0], ".3f") if metrics else str(r["status"])
+        rows.append([r["task"], r["strategy"], r["context_length"], f"{metrics[0] if metrics else ''} {quality}".strip()]
+                    + [_cell_text(r, c, COST[c][2]) for c in ("peak_mem_mb", "prefill_tok_s", "decode_tok_s", "latency_s")])
+    headers = ["task", "strategy", "length", "quality", "peak MB", "prefill tok/s", "decode tok/s", "latency s"]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)

@@ -1,0 +1,125 @@
+"""The runner: per cell, build examples at the requested length, run the strategy on each,
+score it, measure it, and append the records. It never special-cases a strategy."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lcbench.measure import MeasureMemory
+from lcbench.model import Model
+from lcbench.plan import Cell
+from lcbench.records import Record
+from lcbench.registry import strategy_class, task_class
+from lcbench.strategies.base import Prediction, Strategy
+from lcbench.suite import Suite
+from lcbench.tasks.base import Example, Task
+
+
+def oom_types() -> tuple[type[BaseException], ...]:
+    import torch
+
+    return (torch.cuda.OutOfMemoryError, MemoryError)
+
+
+class ExampleCache:
+    """Examples of one (task, length) are built once and shared by every strategy."""
+
+    def __init__(self, suite: Suite, model: Model) -> None:
+        self.suite, self.model = suite, model
+        self._key: Any = None
+        self._examples: list[Example] = []
+
+    def get(self, task: Task, cell: Cell) -> list[Example]:
+        key = (cell.task, cell.length)
+        if key != self._key:
+            examples = task.examples(self.model, cell.length, self.suite.samples, self.suite.seed)
+            if self.suite.max_new_tokens is not None:
+                examples = [dataclasses.replace(e, max_new_cap=self.suite.max_new_tokens) for e in examples]
+            self._key, self._examples = key, examples
+        return self._examples
+
+
+def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_example: Callable[[], None]) -> Iterator[Record]:
+    """Yield one record per example; a failure becomes a record, never an exception."""
+    base = dict(
+        suite=suite.name,
+        task=cell.task.name,
+        strategy=cell.strategy.key,
+        strategy_name=cell.strategy.name,
+        params=dict(cell.strategy.params),
+        context_length=cell.length,
+        cell_key=cell.key,
+    )
+    task = task_class(cell.task.name)(**cell.task.params)
+    strategy = strategy_class(cell.strategy.name)(**cell.strategy.params)
+    try:
+        batch = examples.get(task, cell)
+    except Exception as exc:  # e.g. a length too short for the task: the cell fails, the run goes on
+        for i in range(suite.samples):
+            on_example()
+            yield Record(**base, example_id=f"{cell.task.name}-{cell.length}-{i}", status="error", message=describe(exc))
+        return
+    reason = strategy.unavailable_reason(model)
+    if reason is None:
+        warm_up(strategy, model, batch[0], suite.measure.warmup)
+    for example in batch:
+        if reason is not None:
+            record = Record(**base, example_id=example.id, status="unavailable", message=reason)
+        else:
+            record = measure_example(base, strategy, task, model, example, suite.measure.repeats)
+        on_example()
+        yield record
+
+
+def warm_up(strategy: Strategy, model: Model, example: Example, times: int) -> None:
+    for _ in range(times):
+        try:
+            strategy.run(model, example)
+        except Exception:
+            return  # the measured run reports the failure
+
+
+def measure_example(base: dict[str, Any], strategy: Strategy, task: Task, model: Model, example: Example, repeats: int) -> Record:
+    record = Record(**base, example_id=example.id, input_tokens=example.actual_length, references=list(example.references))
+    record.metadata = {k: v for k, v in example.metadata.items() if isinstance(v, (int, float, str, bool, type(None)))}
+    runs: list[tuple[Prediction, float]] = []
+    try:
+        with MeasureMemory(model.device) as memory:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                prediction = strategy.run(model, example)
+                runs.append((prediction, time.perf_counter() - start))
+    except oom_types() as exc:
+        record.status, record.message = "oom", describe(exc)
+        return record
+    except Exception as exc:
+        record.status, record.message = "error", describe(exc)
+        return record
+    first = runs[0][0]
+    record.prediction, record.message, record.extra = first.text, first.note, dict(first.extra)
+    record.metrics = task.score(first.text, example)
+    usage = first.usage
+    record.calls, record.prefill_tokens, record.decode_tokens = usage.calls, usage.prefill_tokens, usage.decode_tokens
+    record.max_call_tokens = usage.max_call_tokens
+    record.prefill_s = statistics.median(p.usage.prefill_s for p, _ in runs)
+    record.decode_s = statistics.median(p.usage.decode_s for p, _ in runs)
+    latencies = [t for _, t in runs]
+    record.latency_s = statistics.median(latencies)
+    record.latency_spread = (max(latencies) - min(latencies)) / record.latency_s if record.latency_s else 0.0
+    record.repeats = repeats
+    peak = memory.result
+    record.peak_mem_bytes = peak.peak_bytes
+    record.memory = {k: v for k, v in dataclasses.asdict(peak).items() if k != "baseline"}
+    return record
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` and where it was raised: enough to act on without a traceback dump."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -1,0 +1,271 @@
+"""The suite file: YAML validated into frozen, typed models that reject unknown keys.
+
+Every problem in a file is collected and reported at once, each with its line, field, bad
+value and fix. Strategy and task params are checked against their classes; no model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from lcbench.errors import UserError, did_you_mean
+from lcbench.model import DTYPES
+
+MAX_LENGTH = 1 << 24  # 16M tokens: beyond any model's context; larger is a typo
+MAX_SAMPLES = 100_000
+MAX_FILE_BYTES = 1 << 20
+REFERENCE = "reference"
+
+
+def parse_length(value: Any) -> int:
+    """4096, '4096', '4k' (= 4096), '32K', '1m' (= 1048576)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a length: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", value)
+        if match:
+            scale = {"": 1, "k": 1 << 10, "m": 1 << 20}[match.group(2).lower()]
+            return int(match.group(1)) * scale
+    raise ValueError(f"not a length: {value!r}; write a token count such as 4096 or 4k")
+
+
+Length = Annotated[int, BeforeValidator(parse_length), Field(gt=0, le=MAX_LENGTH)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSpec(Frozen):
+    name: str
+    params: dict[str, Any] = {}
+
+
+class StrategySpec(Frozen):
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = {}
+
+    @property
+    def key(self) -> str:
+        """How tables and records name this entry: its label, else its strategy name."""
+        return self.label or self.name
+
+
+class Measure(Frozen):
+    warmup: int = Field(0, ge=0, le=100)  # untimed runs of the first example before a cell
+    repeats: int = Field(1, ge=1, le=100)  # timed runs per example; quality from the first
+
+
+class Suite(Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    model: str = REFERENCE
+    trust_remote_code: bool = False
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    dtype: Literal[DTYPES] = "auto"  # type: ignore[valid-type]
+    seed: int = 0
+    context_lengths: tuple[Length, ...] = Field(min_length=1)
+    samples: int = Field(10, gt=0, le=MAX_SAMPLES)
+    max_new_tokens: int | None = Field(None, gt=0)  # cap; by default the task bounds its output
+    tasks: tuple[TaskSpec, ...] = Field(min_length=1)
+    strategies: tuple[StrategySpec, ...] = Field(min_length=1)
+    measure: Measure = Measure()
+    output: str = "results"
+
+    @field_validator("context_lengths")
+    @classmethod
+    def _sorted_unique(cls, lengths: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(lengths)))
+
+
+def suite_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_yaml(path: Path) -> tuple[Any, yaml.Node | None, str]:
+    """(data, node tree for line numbers, text). Only `safe_load`: no Python object tags."""
+    if not path.is_file():
+        raise UserError(f"suite file `{path}` does not exist; `lcbench ls` lists the shipped suites")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise UserError(f"suite file is {path.stat().st_size} bytes; a suite is at most {MAX_FILE_BYTES}", source=str(path))
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise UserError(f"{where}malformed YAML: {exc.problem or exc}; fix the syntax there", source=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"malformed YAML: {exc}", source=str(path)) from None
+    if not isinstance(data, dict):
+        raise UserError("a suite is a mapping of keys (name, context_lengths, tasks, strategies, ...)", source=str(path))
+    return data, node, text
+
+
+def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc` (or of its nearest existing parent)."""
+    line = None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            node = None
+    return node.start_mark.line + 1 if node is not None else line
+
+
+def dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for key in loc:
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+    return text or "(top level)"
+
+
+def locate(node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> str:
+    line = line_of(node, loc)
+    return f"{f'line {line}, ' if line else ''}`{dotted(loc)}`: {message}"
+
+
+def schema_problems(error: ValidationError, node: yaml.Node | None, model: type[BaseModel]) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(k for k in item["loc"] if not (isinstance(k, str) and k.startswith("function-")))
+        if item["type"] == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            known = list(parent.model_fields) if parent else []
+            problems.append(locate(node, loc, did_you_mean(str(loc[-1]), known, "key") + "; remove or rename it"))
+        elif item["type"] == "missing":
+            problems.append(locate(node, loc, "required key is missing; add it"))
+        else:
+            msg = item["msg"].removeprefix("Value error, ")
+            problems.append(locate(node, loc, f"{msg} (got {item['input']!r})"))
+    return problems
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class describing the mapping at `loc`, for listing its known keys."""
+    current: Any = model
+    for key in loc:
+        if isinstance(key, int):
+            continue
+        field = current.model_fields.get(key) if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def params_problems(cls: type, params: dict[str, Any], where: str) -> list[str]:
+    """Check `params` against a dataclass's fields and types, then build it (runs its checks)."""
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        return [f"{where}: " + did_you_mean(k, known, f"param of `{cls.__name__}`") for k in unknown]
+    try:
+        TypeAdapter(cls).validate_python(params)
+    except ValidationError as exc:
+        out = []
+        for item in exc.errors():
+            field = ".".join(str(k) for k in item["loc"])
+            msg = item["msg"].removeprefix("Value error, ")
+            got = f" (got {item['input']!r})" if field else ""
+            out.append(f"{where}{'.' + field if field else ''}: {msg}{got}")
+        return out
+    except (ValueError, TypeError) as exc:
+        return [f"{where}: {exc}"]
+    return []
+
+
+def plugin_problems(
+    task_specs: tuple[TaskSpec, ...], strategy_specs: tuple[StrategySpec, ...], lengths: tuple[int, ...], node: yaml.Node | None
+) -> list[str]:
+    """Names and params of tasks and strategies, checked against the registered classes."""
+    from lcbench.registry import strategies, tasks
+
+    problems: list[str] = []
+    for i, task in enumerate(task_specs):
+        loc: tuple[Any, ...] = ("tasks", i)
+        if task.name not in tasks():
+            problems.append(locate(node, (*loc, "name"), did_you_mean(task.name, tasks(), "task")))
+            continue
+        problems += params_problems(tasks()[task.name], task.params, locate(node, (*loc, "params"), "")[:-2])
+    labels: dict[str, int] = {}
+    for i, spec in enumerate(strategy_specs):
+        loc = ("strategies", i)
+        if spec.key in labels:
+            problems.append(
+                locate(node, loc, f"`{spec.key}` appears twice (also strategies[{labels[spec.key]}]); give each a distinct `label`")
+            )
+        labels.setdefault(spec.key, i)
+        if spec.name not in strategies():
+            problems.append(locate(node, (*loc, "name"), did_you_mean(spec.name, strategies(), "strategy")))
+            continue
+        cls = strategies()[spec.name]
+        where = locate(node, (*loc, "params"), "")[:-2]
+        found = params_problems(cls, spec.params, where)
+        if not found:
+            found = [f"{where}: {p}" for p in cls(**spec.params).problems(lengths)]
+        problems += found
+    return problems
+
+
+def model_problems(suite: Suite, node: yaml.Node | None) -> list[str]:
+    from lcbench.model import check_model_dir
+
+    if suite.model == REFERENCE:
+        return []
+    return [locate(node, ("model",), p) for p in check_model_dir(Path(suite.model), suite.trust_remote_code)]
+
+
+def _lenient(annotation: Any, value: Any, default: Any) -> Any:
+    """`value` validated as `annotation`, or `default` where it is invalid (reported elsewhere)."""
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError:
+        return default
+
+
+def validate(data: dict[str, Any], node: yaml.Node | None = None, source: str | None = None) -> Suite:
+    """The suite, or a `UserError` listing every problem: schema, plugins and model at once."""
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        # Check what did parse too, so one run of `validate` shows every mistake in the file.
+        problems = schema_problems(exc, node, Suite)
+        problems += plugin_problems(
+            _lenient(tuple[TaskSpec, ...], data.get("tasks", ()), ()),
+            _lenient(tuple[StrategySpec, ...], data.get("strategies", ()), ()),
+            _lenient(tuple[Length, ...], data.get("context_lengths", ()), ()),
+            node,
+        )
+        raise UserError(problems, source=source) from None
+    problems = plugin_problems(suite.tasks, suite.strategies, suite.context_lengths, node)
+    problems += model_problems(suite, node)
+    if problems:
+        raise UserError(problems, source=source)
+    return suite
+
+
+def load_suite(path: str | Path, **overrides: Any) -> tuple[Suite, str]:
+    """(suite, hash of its file). `overrides` replace top-level keys (from the command line)."""
+    path = Path(path)
+    data, node, text = read_yaml(path)
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return validate(data, node, str(path)), suite_hash(text)

@@ -1,0 +1,86 @@
+"""From records to one row per cell: quality means, cost figures and status counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import pandas as pd
+
+from lcbench.records import Record
+
+CELL = ["task", "strategy", "context_length"]
+SEVERITY = ["oom", "timeout", "error", "unavailable", "skipped", "ok"]  # first present names the cell
+
+# cost columns: name -> (label, higher_is_better, format)
+COST = {
+    "peak_mem_mb": ("peak memory (MB)", False, ".1f"),
+    "prefill_tok_s": ("prefill tok/s", True, ".0f"),
+    "decode_tok_s": ("decode tok/s", True, ".1f"),
+    "latency_s": ("latency (s)", False, ".3f"),
+    "calls": ("model calls", False, ".1f"),
+    "tokens_processed": ("tokens processed", False, ".0f"),
+}
+
+
+def records_frame(records: Sequence[Record]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        row = {k: v for k, v in asdict(r).items() if k not in ("metrics", "memory", "extra", "metadata", "params")}
+        row.update({f"metric.{k}": v for k, v in r.metrics.items()})
+        row["tokens_processed"] = r.tokens_processed
+        row["decode_steps"] = None if r.decode_tokens is None or r.calls is None else r.decode_tokens - r.calls
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ratio(numerator: pd.Series, denominator: pd.Series) -> float | None:
+    total = denominator.sum()
+    return float(numerator.sum() / total) if total and total > 0 else None
+
+
+def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per cell. Throughput is total tokens / total seconds over the cell's examples."""
+    frame = records_frame(records)
+    if frame.empty:
+        return pd.DataFrame(columns=CELL)
+    metric_cols = sorted(c for c in frame.columns if c.startswith("metric."))
+    rows = []
+    for (task, strategy, length), group in frame.groupby(CELL, sort=False):
+        ok = group[group["status"] == "ok"]
+        statuses = group["status"].value_counts().to_dict()
+        status = next(s for s in SEVERITY if s in statuses)
+        messages = group.loc[group["status"] != "ok", "message"]
+        row = {
+            "task": task,
+            "strategy": strategy,
+            "context_length": int(length),
+            "status": status,
+            "n": len(group),
+            "n_ok": len(ok),
+            "message": messages.iloc[0] if len(messages) else "",
+            "input_tokens": ok["input_tokens"].mean() if len(ok) else None,
+        }
+        for col in metric_cols:
+            row[col.removeprefix("metric.")] = ok[col].mean() if len(ok) and ok[col].notna().any() else None
+        if len(ok):
+            peak = ok["peak_mem_bytes"].dropna()
+            row["peak_mem_mb"] = peak.max() / 2**20 if len(peak) else None
+            row["prefill_tok_s"] = _ratio(ok["prefill_tokens"], ok["prefill_s"])
+            row["decode_tok_s"] = _ratio(ok["decode_steps"], ok["decode_s"])
+            row["latency_s"] = ok["latency_s"].mean()
+            row["calls"] = ok["calls"].mean()
+            row["tokens_processed"] = ok["tokens_processed"].mean()
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    order = {name: i for i, name in enumerate(strategy_order)}
+    summary["_order"] = summary["strategy"].map(lambda s: order.get(s, len(order)))
+    return summary.sort_values(["task", "_order", "context_length"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def quality_metrics(summary: pd.DataFrame, records: Sequence[Record], task: str) -> list[str]:
+    """The task's metric names, in the order the task reported them (headline first)."""
+    for r in records:
+        if r.task == task and r.metrics:
+            return [m for m in r.metrics if m in summary.columns]
+    return []

@@ -1,0 +1,113 @@
+"""The task contract: examples of an exact token length from a seed, and a score per prediction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input. The prompt is `context` then `query_text`; only the context may be cut.
+
+    `output` says what the model produces: a short `answer` to the query, or a `transform`
+    of the whole context (translation, summary), whose length follows the context's.
+    `boundaries` are token offsets in `context` where a unit (sentence, turn, function) starts.
+    """
+
+    id: str
+    context: str
+    query: str
+    references: tuple[str, ...]
+    requested_length: int
+    actual_length: int
+    output: Literal["answer", "transform"] = "answer"
+    answer_tokens: int = 8
+    boundaries: tuple[int, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    max_new_cap: int | None = None  # the suite's `max_new_tokens`, where it sets one
+
+    @property
+    def query_text(self) -> str:
+        return "\n" + self.query
+
+    def max_new_tokens(self, context_tokens: int) -> int:
+        """A bound on the output for a call that sees `context_tokens` of this context."""
+        bound = self.answer_tokens
+        if self.output == "transform":
+            bound += math.ceil(1.25 * context_tokens)
+        return min(bound, self.max_new_cap) if self.max_new_cap else bound
+
+
+class LengthError(ValueError):
+    """The requested length cannot hold the query and answer."""
+
+
+@dataclass
+class Task:
+    """Base class. Subclasses are dataclasses whose fields are their params."""
+
+    name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[str, ...]] = ("exact_match",)  # the first is the headline metric
+
+    def vocabulary(self) -> list[str]:
+        """Every word the generator can emit: a word-level tokenizer must cover them all."""
+        return []
+
+    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+        raise NotImplementedError
+
+    def score(self, prediction: str, example: Example) -> dict[str, float]:
+        raise NotImplementedError
+
+    def corpus_scores(self, predictions: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
+        """Metrics defined over a whole cell rather than averaged per example (e.g. corpus BLEU)."""
+        return {}
+
+
+def normalize(text: str) -> str:
+    """The first line, lower-cased, with surrounding blanks and a final period removed."""
+    line = text.strip().split("\n", 1)[0].strip().lower()
+    return line.rstrip(" .")
+
+
+def exact_match(prediction: str, references: Iterable[str]) -> float:
+    return float(normalize(prediction) in {normalize(r) for r in references})
+
+
+@dataclass(frozen=True)
+class Filled:
+    context: str
+    boundaries: tuple[int, ...]
+    tokens: int
+
+
+def fill(units: Iterable[str], budget: int, tokenizer: Tokenizer, pad: str = ".") -> Filled:
+    """Join `units` (whole, in order) into a context of exactly `budget` tokens where the
+    tokenizer allows: units are taken while they fit, then `pad` words top it up.
+
+    Counts are per unit (a unit is never split). With a word-level tokenizer the total is
+    exact; with a subword tokenizer joins may merge, so the true count is re-measured.
+    """
+    parts: list[str] = []
+    boundaries: list[int] = []
+    used = 0
+    for unit in units:
+        cost = len(tokenizer.encode(unit))
+        if used + cost > budget:
+            break
+        boundaries.append(used)
+        parts.append(unit)
+        used += cost
+    pad_cost = max(1, len(tokenizer.encode(pad)))
+    while used + pad_cost <= budget:
+        parts.append(pad)
+        used += pad_cost
+    context = " ".join(parts)
+    return Filled(context, tuple(boundaries), len(tokenizer.encode(context)))

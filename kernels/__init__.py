@@ -1,0 +1,1 @@
+"""Fused attention kernels, each beside its plain-torch reference."""

@@ -1,0 +1,87 @@
+"""The strategy contract: a small dataclass of settings with one `run(model, example)` method.
+
+Input-level strategies decide *what the model sees* and compose model calls; attention-level
+strategies decide *how the model attends* over the whole input. The runner treats both alike:
+it builds `cls(**params)` fresh for every cell and reads capabilities from class attributes,
+never from `isinstance`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from lcbench.model import Generation, Model
+    from lcbench.tasks.base import Example
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a prediction cost, summed over every model call it made."""
+
+    calls: int = 0
+    prefill_tokens: int = 0
+    decode_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    max_call_tokens: int = 0  # the largest prompt one call attended to: what a budget bounds
+
+    @classmethod
+    def of(cls, generation: Generation) -> Usage:
+        return cls(
+            calls=1,
+            prefill_tokens=generation.prompt_tokens,
+            decode_tokens=generation.new_tokens,
+            prefill_s=generation.prefill_s,
+            decode_s=generation.decode_s,
+            max_call_tokens=generation.prompt_tokens,
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            prefill_tokens=self.prefill_tokens + other.prefill_tokens,
+            decode_tokens=self.decode_tokens + other.decode_tokens,
+            prefill_s=self.prefill_s + other.prefill_s,
+            decode_s=self.decode_s + other.decode_s,
+            max_call_tokens=max(self.max_call_tokens, other.max_call_tokens),
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    usage: Usage
+    note: str = ""  # said once in the record, e.g. "budget >= context: nothing was cut"
+    extra: dict[str, float] = field(default_factory=dict)  # strategy-specific counters (depth, ...)
+
+
+@dataclass
+class Strategy:
+    """Base class. Subclasses are dataclasses whose fields are their settings.
+
+    `__post_init__` raises `ValueError` for a bad value alone; `problems()` checks settings
+    against the suite (e.g. a budget against the context lengths). Neither loads a model.
+    """
+
+    name: ClassVar[str] = ""
+    level: ClassVar[Literal["input", "attention"]] = "input"
+
+    def problems(self, context_lengths: Sequence[int]) -> list[str]:
+        return []
+
+    def unavailable_reason(self, model: Model) -> str | None:
+        """Why this strategy cannot run on `model` here (the cell is recorded `unavailable`)."""
+        return None
+
+    def run(self, model: Model, example: Example) -> Prediction:
+        raise NotImplementedError
+
+
+def answer(model: Model, example: Example, context_ids: list[int]) -> Prediction:
+    """One model call on `context_ids` followed by the example's query: the common case."""
+    prompt = context_ids + model.encode(example.query_text)
+    generation = model.generate(prompt, example.max_new_tokens(len(context_ids)))
+    return Prediction(generation.text, Usage.of(generation))
