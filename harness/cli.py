@@ -74,7 +74,7 @@ def select(suite_data: dict, names: str) -> list:
     }
     unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise UserError([f"--strategies: " + did_you_mean(n, {k for k in known if k}, "strategy in this suite") for n in unknown])
+        raise UserError(["--strategies: " + did_you_mean(n, {k for k in known if k}, "strategy in this suite") for n in unknown])
     return [e for e in entries if isinstance(e, dict) and (e.get("label") in wanted or e.get("name") in wanted)]
 
 

@@ -144,7 +144,8 @@ class MeasureMemory:
         self.result = result
 
     def _process_reader(self, handle: Any) -> Any:
-        nvml, pid = self.nvml, os.getpid()
+        nvml: Any = self.nvml
+        pid = os.getpid()
 
         def read() -> int:
             for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
@@ -155,5 +156,5 @@ class MeasureMemory:
         return read
 
     def _device_reader(self, handle: Any) -> Any:
-        nvml = self.nvml
+        nvml: Any = self.nvml
         return lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).used)

@@ -63,6 +63,20 @@ def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:
     return problems
 
 
+def register_attention(name: str, attention: Any, mask: Any | None = None) -> None:
+    """Register an attention function under `name` for `Model.attention(name)`.
+
+    transformers builds the mask from `AttentionMaskInterface` under the same name: without a
+    mask registered there, causal masking would silently be lost. `mask` defaults to the SDPA
+    mask builder (a boolean causal mask, or None where `is_causal` suffices).
+    """
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(name, attention)
+    AttentionMaskInterface.register(name, mask if mask is not None else sdpa_mask)
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -132,7 +146,7 @@ class Model:
             dtype=resolve_dtype(dtype, device),
             attn_implementation="sdpa",
         )
-        hf_model.to(device).eval()
+        hf_model.to(device).eval()  # type: ignore[arg-type]
         return cls(hf_model, tokenizer, device, path.name)
 
     def encode(self, text: str) -> list[int]:

@@ -97,7 +97,8 @@ def render_markdown(summary: pd.DataFrame, records: Sequence[Record], env: dict[
     problems = summary[summary["status"] != "ok"]
     if len(problems):
         lines += ["## Cells that did not run cleanly", ""]
-        lines += [f"- {r['task']} · {r['strategy']} · {r['context_length']}: {r['status']}: {r['message']}" for _, r in problems.iterrows()]
+        for _, r in problems.iterrows():
+            lines.append(f"- {r['task']} · {r['strategy']} · {r['context_length']}: {r['status']}: {r['message']}")
         lines.append("")
     return "\n".join(lines)
 

@@ -79,7 +79,7 @@ class Suite(Frozen):
     max_new_tokens: int | None = Field(None, gt=0)  # cap; by default the task bounds its output
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     strategies: tuple[StrategySpec, ...] = Field(min_length=1)
-    measure: Measure = Measure()
+    measure: Measure = Measure(warmup=0, repeats=1)
     output: str = "results"
 
     @field_validator("context_lengths")
@@ -210,9 +210,8 @@ def plugin_problems(
     for i, spec in enumerate(strategy_specs):
         loc = ("strategies", i)
         if spec.key in labels:
-            problems.append(
-                locate(node, loc, f"`{spec.key}` appears twice (also strategies[{labels[spec.key]}]); give each a distinct `label`")
-            )
+            twice = f"`{spec.key}` appears twice (also strategies[{labels[spec.key]}]); give each a distinct `label`"
+            problems.append(locate(node, loc, twice))
         labels.setdefault(spec.key, i)
         if spec.name not in strategies():
             problems.append(locate(node, (*loc, "name"), did_you_mean(spec.name, strategies(), "strategy")))

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lcbench.environment import environment
 from lcbench.model import Model
@@ -49,13 +49,16 @@ def run_suite(suite: Suite, suite_hash: str, suite_file: str, console: Console |
     write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
     cells = plan(suite, suite_hash)
     examples = ExampleCache(suite, model)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )
     with RecordWriter(run_dir / "records.jsonl") as writer, Progress(*columns, console=console) as progress:
         overall = progress.add_task("all cells", total=len(cells) * suite.samples)
         for cell in cells:
             current = progress.add_task(cell.title, total=suite.samples)
 
-            def advance(current: int = current) -> None:
+            def advance(current: TaskID = current) -> None:
                 progress.advance(current)
                 progress.advance(overall)
 

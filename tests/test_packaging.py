@@ -1,0 +1,45 @@
+"""The wheel installs only `lcbench*` import names, and imports from itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (found,) = out.glob("lcbench-*.whl")
+    return found
+
+
+def test_wheel_holds_only_lcbench(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/", 1)[0] for n in names}
+    assert tops == {"lcbench", next(t for t in tops if t.endswith(".dist-info"))}
+    assert "lcbench/strategies/full.py" in names and "lcbench/kernels/__init__.py" in names
+    assert "lcbench/tasks/needle.py" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[lcbench.strategies]" in text and "lcbench = lcbench.cli:main" in text
+
+
+def test_imports_from_the_wheel(wheel, tmp_path):
+    # -S: no site-packages, so nothing can come from the editable install of this checkout
+    code = "import lcbench, lcbench.strategies.full, lcbench.kernels; print(lcbench.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(wheel)}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(wheel))
