@@ -42,21 +42,21 @@ def metric_table(summary: pd.DataFrame, task: str, column: str, higher_is_better
     lengths = sorted(part["context_length"].unique())
     strategies = list(dict.fromkeys(part["strategy"]))
     cells = {(r["strategy"], r["context_length"]): r for _, r in part.iterrows()}
-    best: dict[int, float] = {}
+    best: dict[int, str] = {}  # compared as printed, so equal-looking figures are marked alike
     for length in lengths:
         values = [
             r[column] for s in strategies if (r := cells.get((s, length))) is not None and r["status"] == "ok"
             and r.get(column) is not None and not pd.isna(r.get(column))
         ]
-        if len(set(values)) > 1:  # a tie everywhere marks nothing
-            best[length] = max(values) if higher_is_better else min(values)
+        if len({format(v, fmt) for v in values}) > 1:  # a tie everywhere marks nothing
+            best[length] = format(max(values) if higher_is_better else min(values), fmt)
     rows = []
     for s in strategies:
         row = [s]
         for length in lengths:
             r = cells.get((s, length))
             text = _cell_text(r, column, fmt)
-            if r is not None and length in best and r["status"] == "ok" and r.get(column) == best[length]:
+            if r is not None and length in best and r["status"] == "ok" and text == best[length]:
                 text = f"**{text}**"
             row.append(text)
         rows.append(row)
