@@ -76,3 +76,27 @@ def test_sampler_thread_keeps_the_maximum():
 
     time.sleep(0.05)
     assert sampler.stop() == 5
+
+
+def test_a_measured_cell_reports_the_bytes_a_strategy_allocated(llama):
+    """Through the runner's own path: a strategy that holds 96 MiB while it answers."""
+    from dataclasses import dataclass
+
+    from lcbench.runner import measure_example
+    from lcbench.strategies.base import Prediction, Strategy, Usage
+    from lcbench.tasks.needle import Needle
+
+    size = 96 << 20
+
+    @dataclass
+    class Hungry(Strategy):
+        def run(self, model, example):
+            block = np.ones(size, dtype=np.uint8)
+            return Prediction(str(int(block[-1])), Usage(calls=1, prefill_tokens=1, decode_tokens=1, prefill_s=1e-3))
+
+    task = Needle()
+    example = task.examples(llama, 64, 1, seed=0)[0]
+    base = dict(suite="s", task="needle", strategy="hungry", strategy_name="hungry", params={}, context_length=64, cell_key="k")
+    record = measure_example(base, Hungry(), task, llama, example, repeats=1)
+    assert record.status == "ok" and record.memory["source"] == "rss"
+    assert abs(record.peak_mem_bytes - size) <= 0.1 * size, (record.peak_mem_bytes, size)
