@@ -1,7 +1,9 @@
-"""`needle`: key-value retrieval in a haystack of distractor pairs (RULER's NIAH, multi-key form).
+"""`needle`: retrieval of a key's value at a controlled depth, with distractors (RULER's NIAH).
 
-The context is a run of statements `KEY is VALUE .`; the query asks for one key at a chosen
-depth. A share of examples asks for a key that is absent, whose answer is `none`, so that
+Statements read `KEY is VALUE .`; the query `what is KEY ?` asks for one key. `mode` picks the
+haystack: `single` (one statement in filler sentences), `multikey` (a run of distractor
+statements with other keys), `multivalue` (the key is stated twice, at two depths; the answer is
+both values in order). A share of examples asks for an absent key, whose answer is `none`, so that
 strategies that look at pieces of the input (map-reduce) are scored honestly.
 Hsieh et al., "RULER: What's the Real Context Size of Your Long-Context Language Models?", 2024.
 """
@@ -10,17 +12,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, exact_match, fill
-from lcbench.tasks.words import pseudo_words
+from lcbench.tasks.words import fresh, pool
 
-KEYS = 1500
-VALUES = 300
+MODES = ("single", "multikey", "multivalue")
 
 
 def statement(key: str, value: str) -> str:
     return f"{key} is {value} ."
+
+
+def filler_sentence(rng: random.Random, recent: list[str]) -> str:
+    return " ".join(fresh(rng, pool("source"), recent, 64) for _ in range(rng.randint(4, 8))) + " ."
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Needle(Task):
     name: ClassVar[str] = "needle"
     metrics: ClassVar[tuple[str, ...]] = ("exact_match",)
 
+    mode: Literal["single", "multikey", "multivalue", "mixed"] = "multikey"
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     absent_share: float = 0.2  # share of examples whose key is not in the context
 
@@ -37,46 +43,68 @@ class Needle(Task):
             raise ValueError(f"depths must be a non-empty list of numbers in [0, 1], got {list(self.depths)}")
         if not 0.0 <= self.absent_share <= 1.0:
             raise ValueError(f"absent_share must be in [0, 1], got {self.absent_share}")
+        if self.mode not in (*MODES, "mixed"):
+            raise ValueError(f"mode must be one of {', '.join(MODES)} or mixed; got {self.mode!r}")
 
     def vocabulary(self) -> list[str]:
-        return [*pseudo_words(KEYS, 2, "key"), *pseudo_words(VALUES, 2, "value"), "is", ".", "what", "?", "none"]
+        return [*pool("name"), *pool("value"), *pool("source"), "is", ".", "what", "?", "none"]
 
     def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
         return [self.example(tokenizer, length, seed, i) for i in range(n)]
 
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
-        rng = random.Random(f"needle/{seed}/{length}/{index}")
-        keys = list(pseudo_words(KEYS, 2, "key"))
-        rng.shuffle(keys)
-        values = pseudo_words(VALUES, 2, "value")
-        asked, pool = keys[0], keys[1:]
+        rng = random.Random(f"needle/{self.mode}/{seed}/{length}/{index}")
+        mode = MODES[index % 3] if self.mode == "mixed" else self.mode
+        keys = rng.sample(pool("name"), len(pool("name")))
+        values = pool("value")
+        asked, others = keys[0], keys[1:]
         query = f"what is {asked} ?"
         budget = length - len(tokenizer.encode("\n" + query))
-        unit_cost = len(tokenizer.encode(statement(pool[0], values[0])))
-        count = budget // unit_cost
-        if count < 2:
-            raise LengthError(f"length {length} is too short for needle: the minimum is {length - budget + 2 * unit_cost}")
-        if count > len(pool):
-            raise LengthError(f"length {length} needs {count} distinct keys; needle has {len(pool)}")
-        units = [statement(k, rng.choice(values)) for k in pool[:count]]
+        needle_cost = len(tokenizer.encode(statement(asked, values[0])))
+        minimum = length - budget + 2 * needle_cost + 1
+        if budget < 2 * needle_cost + 1:
+            raise LengthError(f"length {length} is too short for needle: the minimum is {minimum}")
+        units = self.haystack(tokenizer, mode, rng, others, budget - 2 * needle_cost)
         absent = rng.random() < self.absent_share
         depth = self.depths[index % len(self.depths)]
-        answer = "none"
+        answers: list[str] = []
         if not absent:
-            answer = rng.choice(values)
-            units[round(depth * (count - 1))] = statement(asked, answer)
+            count = 2 if mode == "multivalue" else 1
+            answers = rng.sample(values, count)
+            spots = [depth] if count == 1 else sorted([depth, rng.choice(self.depths)])
+            for i, (spot, value) in enumerate(zip(spots, answers)):
+                units.insert(round(spot * len(units)) + i, statement(asked, value))
         filled = fill(units, budget, tokenizer)
         return Example(
             id=f"needle-{length}-{seed}-{index}",
             context=filled.context,
             query=query,
-            references=(answer,),
+            references=(" ".join(answers) or "none",),
             requested_length=length,
             actual_length=filled.tokens + length - budget,
             answer_tokens=4,
             boundaries=filled.boundaries,
-            metadata={"depth": None if absent else depth, "absent": absent},
+            metadata={"depth": None if absent else depth, "absent": absent, "mode": mode},
         )
+
+    def haystack(self, tokenizer: Tokenizer, mode: str, rng: random.Random, keys: list[str], budget: int) -> list[str]:
+        """Distractor units filling `budget` tokens: filler sentences or statements of other keys."""
+        units: list[str] = []
+        used, recent = 0, []
+        key_iter = iter(keys)
+        while True:
+            if mode == "single":
+                unit = filler_sentence(rng, recent)
+            else:
+                key = next(key_iter, None)
+                if key is None:
+                    raise LengthError(f"needle has {len(keys)} distinct keys; this length needs more")
+                unit = statement(key, rng.choice(pool("value")))
+            cost = len(tokenizer.encode(unit))
+            if used + cost > budget:
+                return units
+            units.append(unit)
+            used += cost
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:
         return {"exact_match": exact_match(prediction, example.references)}

@@ -1,0 +1,179 @@
+"""`mt`: document translation between two synthetic languages, with document-level agreement.
+
+The source language is verb-final and drops its subjects: a topic sentence introduces a noun,
+and the sentences after it have no noun of their own. The target language marks every verb for
+the class of its subject (`-n` for class A nouns, `-s` for class B), so a verb in a subjectless
+sentence can only be translated right by looking back to the topic noun, `distance` sentences
+earlier: the ContraPro idea (Müller et al., 2018) in a closed world. Adjectives precede nouns in
+the source and follow them in the target (the reordering rule). Words are drawn without
+replacement within a document, so every source word a translator must find is unambiguous.
+
+Metrics: chrF and BLEU (sacrebleu) per document and over the corpus, `doc_acc` (agreement
+accuracy on the dependent verbs), `token_acc` (position-wise) and `exact` (whole document).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lcbench.tasks.base import Example, LengthError, Task, Tokenizer
+from lcbench.tasks.metrics import bleu, chrf, corpus_bleu, corpus_chrf
+from lcbench.tasks.words import fresh, pool, target_words
+
+QUERY = "translate"
+CLASS_SUFFIX = {"A": "n", "B": "s"}
+WINDOW = 300  # no source word repeats within this many words
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    nouns: dict[str, str]  # source noun -> class
+    adjectives: frozenset[str]
+    verbs: tuple[str, ...]
+    others: tuple[str, ...]
+    translation: dict[str, str]  # source word -> target word (verbs: the stem)
+
+
+@functools.cache
+def lexicon() -> Lexicon:
+    words = pool("source")
+    targets = target_words(len(words))
+    nouns = {w: "A" for w in words[:50]} | {w: "B" for w in words[50:100]}
+    return Lexicon(
+        nouns=nouns,
+        adjectives=frozenset(words[100:150]),
+        verbs=tuple(words[150:250]),
+        others=tuple(words[250:]),
+        translation=dict(zip(words, targets)),
+    )
+
+
+def translate_sentence(words: Sequence[str], subject_class: str) -> list[str]:
+    """Word by word; an adjective moves after its noun; a verb takes its subject's class."""
+    lex = lexicon()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in lex.adjectives and i + 1 < len(words) and words[i + 1] in lex.nouns:
+            out += [lex.translation[words[i + 1]], lex.translation[word]]
+            i += 2
+            continue
+        target = lex.translation[word]
+        out.append(target + CLASS_SUFFIX[subject_class] if word in lex.verbs else target)
+        i += 1
+    return out
+
+
+@dataclass
+class Mt(Task):
+    name: ClassVar[str] = "mt"
+    metrics: ClassVar[tuple[str, ...]] = ("chrf", "bleu", "doc_acc", "token_acc", "exact")
+
+    distances: tuple[int, ...] = (1, 2, 4, 8)  # sentences from the topic noun to a dependent verb
+
+    def __post_init__(self) -> None:
+        self.distances = tuple(self.distances)
+        if not self.distances or any(d < 1 for d in self.distances):
+            raise ValueError(f"distances must be a non-empty list of positive sentence counts, got {list(self.distances)}")
+
+    def vocabulary(self) -> list[str]:
+        lex = lexicon()
+        verbs = {lex.translation[v] + s for v in lex.verbs for s in CLASS_SUFFIX.values()}
+        plain = {t for w, t in lex.translation.items() if w not in lex.verbs}
+        return [*pool("source"), *sorted(verbs | plain), QUERY]
+
+    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+        return [self.example(tokenizer, length, seed, i) for i in range(n)]
+
+    def document(self, rng: random.Random, tokenizer: Tokenizer, budget: int) -> list[tuple[list[str], str, int]]:
+        """Sentences of exactly `budget` tokens: (source words, subject class, distance to the
+        topic sentence, 0 for the topic itself). The last sentence is cut to fit: it keeps its
+        final verb and drops its leading words, so it stays a subjectless sentence."""
+        lex = lexicon()
+        recent: list[str] = []
+        nouns, adjectives = list(lex.nouns), sorted(lex.adjectives)
+        out: list[tuple[list[str], str, int]] = []
+        used = 0
+
+        def others(low: int, high: int) -> list[str]:
+            return [fresh(rng, lex.others, recent, WINDOW) for _ in range(rng.randint(low, high))]
+
+        while True:
+            noun = fresh(rng, nouns, recent, 40)
+            phrase = [fresh(rng, adjectives, recent, 40), noun] if rng.random() < 0.5 else [noun]
+            run = [(others(0, 2) + phrase + others(0, 2) + [fresh(rng, lex.verbs, recent, 80)], lex.nouns[noun], 0)]
+            for distance in range(1, rng.choice(self.distances) + 1):
+                run.append((others(2, 5) + [fresh(rng, lex.verbs, recent, 80)], lex.nouns[noun], distance))
+            for words, cls, distance in run:
+                cost = len(tokenizer.encode(" ".join(words)))
+                if used + cost <= budget:
+                    out.append((words, cls, distance))
+                    used += cost
+                    continue
+                if out:  # a shortened subjectless sentence, continuing the last topic, tops it up
+                    if distance == 0:
+                        filler = others(max(budget - used - 1, 0), max(budget - used - 1, 0))
+                        words, cls, distance = filler + [words[-1]], out[-1][1], out[-1][2] + 1
+                    while words[:-1] and used + len(tokenizer.encode(" ".join(words))) > budget:
+                        words = words[1:]
+                    if used + len(tokenizer.encode(" ".join(words))) <= budget:
+                        out.append((words, cls, distance))
+                return out
+
+    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+        rng = random.Random(f"mt/{seed}/{length}/{index}")
+        budget = length - len(tokenizer.encode("\n" + QUERY))
+        if budget < 8:
+            raise LengthError(f"length {length} is too short for mt: the minimum is {length - budget + 8}")
+        sentences = self.document(rng, tokenizer, budget)
+        source = [" ".join(words) for words, _, _ in sentences]
+        boundaries, offset = [], 0
+        for sentence in source:
+            boundaries.append(offset)
+            offset += len(tokenizer.encode(sentence))
+        target = [" ".join(translate_sentence(words, cls)) for words, cls, _ in sentences]
+        lex = lexicon()
+        dependents = [
+            (lex.translation[words[-1]], CLASS_SUFFIX[cls], distance) for words, cls, distance in sentences if distance > 0
+        ]
+        context = " ".join(source)
+        return Example(
+            id=f"mt-{length}-{seed}-{index}",
+            context=context,
+            query=QUERY,
+            references=(" ".join(target),),
+            requested_length=length,
+            actual_length=len(tokenizer.encode(context)) + length - budget,
+            output="transform",
+            answer_tokens=8,
+            boundaries=tuple(boundaries),
+            metadata={"sentences": len(sentences), "dependents": dependents},
+        )
+
+    def score(self, prediction: str, example: Example) -> dict[str, float]:
+        reference = example.references[0]
+        predicted, expected = prediction.split(), reference.split()
+        return {
+            "chrf": chrf(prediction, reference),
+            "bleu": bleu(prediction, reference),
+            "doc_acc": agreement_accuracy(predicted, example.metadata["dependents"]),
+            "token_acc": sum(p == e for p, e in zip(predicted, expected)) / max(len(expected), 1),
+            "exact": float(predicted == expected),
+        }
+
+    def corpus_scores(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+        return {"corpus_bleu": corpus_bleu(predictions, references), "corpus_chrf": corpus_chrf(predictions, references)}
+
+
+def agreement_accuracy(predicted: Sequence[str], dependents: Sequence[tuple[str, str, int]]) -> float:
+    """Share of dependent verbs translated with the right class: each verb stem is unique in its
+    document, so it is found by its stem wherever the prediction put it; a missing verb is wrong."""
+    if not dependents:
+        return 1.0
+    by_stem = {word[:-1]: word[-1] for word in predicted if len(word) > 1}
+    return sum(by_stem.get(stem) == suffix for stem, suffix, _ in dependents) / len(dependents)
