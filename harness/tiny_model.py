@@ -18,7 +18,7 @@ def task_vocabulary() -> list[str]:
 
     words: list[str] = []
     for cls in tasks().values():
-        words += cls().vocabulary()
+        words += cls.vocabulary()
     return sorted(set(words))
 
 

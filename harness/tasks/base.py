@@ -56,7 +56,8 @@ class Task:
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ("exact_match",)  # the first is the headline metric
 
-    def vocabulary(self) -> list[str]:
+    @classmethod
+    def vocabulary(cls) -> list[str]:
         """Every word the generator can emit: a word-level tokenizer must cover them all."""
         return []
 

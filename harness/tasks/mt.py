@@ -81,7 +81,8 @@ class Mt(Task):
         if not self.distances or any(d < 1 for d in self.distances):
             raise ValueError(f"distances must be a non-empty list of positive sentence counts, got {list(self.distances)}")
 
-    def vocabulary(self) -> list[str]:
+    @classmethod
+    def vocabulary(cls) -> list[str]:
         lex = lexicon()
         verbs = {lex.translation[v] + s for v in lex.verbs for s in CLASS_SUFFIX.values()}
         plain = {t for w, t in lex.translation.items() if w not in lex.verbs}

@@ -15,17 +15,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, exact_match, fill
-from lcbench.tasks.words import fresh, pool
+from lcbench.tasks.words import filler_sentence, pool
 
 MODES = ("single", "multikey", "multivalue")
 
 
 def statement(key: str, value: str) -> str:
     return f"{key} is {value} ."
-
-
-def filler_sentence(rng: random.Random, recent: list[str]) -> str:
-    return " ".join(fresh(rng, pool("source"), recent, 64) for _ in range(rng.randint(4, 8))) + " ."
 
 
 @dataclass
@@ -46,7 +42,8 @@ class Needle(Task):
         if self.mode not in (*MODES, "mixed"):
             raise ValueError(f"mode must be one of {', '.join(MODES)} or mixed; got {self.mode!r}")
 
-    def vocabulary(self) -> list[str]:
+    @classmethod
+    def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("value"), *pool("source"), "is", ".", "what", "?", "none"]
 
     def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"
@@ -47,3 +47,19 @@ def fresh(rng: random.Random, words: Sequence[str], recent: list[str], window: i
         if word not in blocked:
             recent.append(word)
             return word
+
+
+def filler_sentence(rng: random.Random, recent: list[str], low: int = 4, high: int = 8) -> str:
+    """Noise: a few source-language words and a period."""
+    return " ".join(fresh(rng, pool("source"), recent, 64) for _ in range(rng.randint(low, high))) + " ."
+
+
+def fill_units(rng: random.Random, make: Callable[[], str], cost: Callable[[str], int], budget: int) -> list[str]:
+    """Units from `make()` while they fit in `budget` tokens."""
+    units, used = [], 0
+    while True:
+        unit = make()
+        if used + cost(unit) > budget:
+            return units
+        units.append(unit)
+        used += cost(unit)

@@ -1,0 +1,80 @@
+"""`aggregation`: which entities are mentioned most often across the whole document (the
+summarization family: RULER's common-words extraction). Sentences name a few entities each; three
+of them are mentioned clearly more often than the rest. The answer lists those three, most
+frequent first. Metrics: set F1 (headline), exact match of the set, ROUGE-L of the text."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill
+from lcbench.tasks.metrics import rouge_l, set_f1
+from lcbench.tasks.words import pool
+
+QUERY = "most common ?"
+
+
+@dataclass
+class Aggregation(Task):
+    name: ClassVar[str] = "aggregation"
+    metrics: ClassVar[tuple[str, ...]] = ("set_f1", "exact_match", "rouge_l")
+
+    top: int = 3
+    others: int = 24  # entities mentioned less often
+    lead: float = 2.0  # how many times more often a top entity is mentioned than another
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top <= 8:
+            raise ValueError(f"top must be between 1 and 8, got {self.top}")
+        if self.others < 1:
+            raise ValueError(f"others must be at least 1, got {self.others}")
+        if self.lead <= 1.0:
+            raise ValueError(f"lead must be above 1 (top entities must stand out), got {self.lead}")
+
+    @classmethod
+    def vocabulary(cls) -> list[str]:
+        return [*pool("value"), ".", *QUERY.split()]
+
+    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+        return [self.example(tokenizer, length, seed, i) for i in range(n)]
+
+    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+        rng = random.Random(f"aggregation/{seed}/{length}/{index}")
+        budget = length - len(tokenizer.encode("\n" + QUERY))
+        entities = rng.sample(pool("value"), self.top + self.others)
+        mentions = max(budget * 4 // 5, 1)  # four words in five are mentions, one in five a period
+        weights = [self.lead * (1 + 0.25 * (self.top - i)) for i in range(self.top)] + [1.0] * self.others
+        counts = [int(mentions * w / sum(weights)) for w in weights]
+        if counts[self.top - 1] <= counts[self.top] + 1:
+            minimum = length - budget + (self.top + self.others) * 5
+            raise LengthError(f"length {length} is too short for aggregation to single out {self.top}: the minimum is {minimum}")
+        words = [e for e, c in zip(entities, counts) for _ in range(c)]
+        rng.shuffle(words)
+        units = []
+        while words:
+            size = rng.randint(3, 5)
+            units.append(" ".join(words[:size]) + " .")
+            words = words[size:]
+        filled = fill(units, budget, tokenizer)
+        answer = " ".join(entities[: self.top])
+        return Example(
+            id=f"aggregation-{length}-{seed}-{index}",
+            context=filled.context,
+            query=QUERY,
+            references=(answer,),
+            requested_length=length,
+            actual_length=filled.tokens + length - budget,
+            answer_tokens=self.top + 2,
+            boundaries=filled.boundaries,
+            metadata={"counts": counts[: self.top + 1]},
+        )
+
+    def score(self, prediction: str, example: Example) -> dict[str, float]:
+        predicted, expected = prediction.split(), example.references[0].split()
+        return {
+            "set_f1": set_f1(predicted, expected),
+            "exact_match": float(set(predicted) == set(expected)),
+            "rouge_l": rouge_l(prediction, example.references[0]),
+        }

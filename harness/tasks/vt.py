@@ -1,0 +1,75 @@
+"""`vt`: variable tracking, multi-hop (RULER's VT). `x1 = VALUE .` then `x2 = x1 .` ... spread
+through filler, with a distractor chain bound to another value; the answer is every name bound
+to the asked value, in chain order. Metrics: set F1 (headline) and exact match of the set."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill
+from lcbench.tasks.metrics import set_f1
+from lcbench.tasks.words import fill_units, filler_sentence, pool
+
+
+@dataclass
+class Vt(Task):
+    name: ClassVar[str] = "vt"
+    metrics: ClassVar[tuple[str, ...]] = ("set_f1", "exact_match")
+
+    hops: int = 4  # names in the asked chain
+    distractor_chains: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.hops <= 8:
+            raise ValueError(f"hops must be between 1 and 8, got {self.hops}")
+        if not 0 <= self.distractor_chains <= 4:
+            raise ValueError(f"distractor_chains must be between 0 and 4, got {self.distractor_chains}")
+
+    @classmethod
+    def vocabulary(cls) -> list[str]:
+        return [*pool("name"), *pool("value"), *pool("source"), "=", ".", "who", "is", "?"]
+
+    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+        return [self.example(tokenizer, length, seed, i) for i in range(n)]
+
+    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+        rng = random.Random(f"vt/{seed}/{length}/{index}")
+        chains = 1 + self.distractor_chains
+        names = rng.sample(pool("name"), chains * self.hops)
+        values = rng.sample(pool("value"), chains)
+        statements = []  # (chain, hop, text): every chain's statements stay in order
+        for c in range(chains):
+            chain = names[c * self.hops : (c + 1) * self.hops]
+            statements += [(c, 0, f"{chain[0]} = {values[c]} .")]
+            statements += [(c, h, f"{chain[h]} = {chain[h - 1]} .") for h in range(1, self.hops)]
+        query = f"who is {values[0]} ?"
+        budget = length - len(tokenizer.encode("\n" + query))
+        needed = sum(len(tokenizer.encode(t)) for _, _, t in statements)
+        if budget < needed:
+            raise LengthError(f"length {length} is too short for vt with {self.hops} hops: the minimum is {length - budget + needed}")
+        recent: list[str] = []
+        noise = fill_units(rng, lambda: filler_sentence(rng, recent), lambda u: len(tokenizer.encode(u)), budget - needed)
+        slots = sorted(rng.sample(range(len(noise) + len(statements)), len(statements)))
+        order = sorted(statements, key=lambda s: (s[1], rng.random()))  # hop order kept across chains
+        units = list(noise)
+        for slot, (_, _, text) in zip(slots, order):
+            units.insert(slot, text)
+        filled = fill(units, budget, tokenizer)
+        answer = " ".join(names[: self.hops])
+        return Example(
+            id=f"vt-{length}-{seed}-{index}",
+            context=filled.context,
+            query=query,
+            references=(answer,),
+            requested_length=length,
+            actual_length=filled.tokens + length - budget,
+            answer_tokens=self.hops + 2,
+            boundaries=filled.boundaries,
+            metadata={"hops": self.hops},
+        )
+
+    def score(self, prediction: str, example: Example) -> dict[str, float]:
+        predicted, expected = prediction.split(), example.references[0].split()
+        return {"set_f1": set_f1(predicted, expected), "exact_match": float(set(predicted) == set(expected))}
