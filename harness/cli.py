@@ -41,10 +41,17 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("suite", type=Path)
     report = sub.add_parser("report", help="re-render summary.csv and report.md from a run's records")
     report.add_argument("run_dir", type=Path)
+    sub.add_parser("train-reference", help="train the shipped reference model (see --help)", add_help=False)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-reference"]:  # its own options live with the trainer
+        from lcbench.train_reference import main as train_main
+
+        train_main(argv[1:])
+        return 0
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lcbench.errors import UserError
 from lcbench.measure import MeasureMemory
 from lcbench.model import Model
 from lcbench.plan import Cell
@@ -38,10 +39,25 @@ class ExampleCache:
         key = (cell.task, cell.length)
         if key != self._key:
             examples = task.examples(self.model, cell.length, self.suite.samples, self.suite.seed)
+            check_vocabulary(self.model, task, examples[0])
             if self.suite.max_new_tokens is not None:
                 examples = [dataclasses.replace(e, max_new_cap=self.suite.max_new_tokens) for e in examples]
             self._key, self._examples = key, examples
         return self._examples
+
+
+def check_vocabulary(model: Model, task: Task, example: Example) -> None:
+    """A synthetic task on a tokenizer that maps its words to <unk> would score nonsense."""
+    unk = getattr(model.tokenizer, "unk_token_id", None)
+    if unk is None:
+        return
+    ids = model.encode(example.context + example.query_text + " " + example.references[0])
+    if unk in ids:
+        raise UserError(
+            f"the tokenizer of model `{model.name}` cannot represent the words of task `{task.name}` "
+            f"({ids.count(unk)} of {len(ids)} tokens are unknown); run it on the reference model "
+            "(`model: reference`) or use a tokenizer that covers the task's vocabulary"
+        )
 
 
 def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_example: Callable[[], None]) -> Iterator[Record]:

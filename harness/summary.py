@@ -34,6 +34,16 @@ def records_frame(records: Sequence[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def corpus_scores(task: str, ok: pd.DataFrame) -> dict[str, float]:
+    """The task's corpus-level metrics over the cell (e.g. corpus BLEU), where it defines any."""
+    from lcbench.registry import tasks
+
+    cls = tasks().get(task)
+    if cls is None:
+        return {}
+    return cls.corpus_scores(list(ok["prediction"]), [refs[0] for refs in ok["references"]])
+
+
 def _ratio(numerator: pd.Series, denominator: pd.Series) -> float | None:
     total = denominator.sum()
     return float(numerator.sum() / total) if total and total > 0 else None
@@ -64,6 +74,7 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
         for col in metric_cols:
             row[col.removeprefix("metric.")] = ok[col].mean() if len(ok) and ok[col].notna().any() else None
         if len(ok):
+            row.update(corpus_scores(task, ok))
             peak = ok["peak_mem_bytes"].dropna()
             row["peak_mem_mb"] = peak.max() / 2**20 if len(peak) else None
             row["prefill_tok_s"] = _ratio(ok["prefill_tokens"], ok["prefill_s"])
@@ -80,7 +91,9 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
 
 def quality_metrics(summary: pd.DataFrame, records: Sequence[Record], task: str) -> list[str]:
     """The task's metric names, in the order the task reported them (headline first)."""
+    rows = summary[summary["task"] == task]
+    corpus = [c for c in rows.columns if c.startswith("corpus_") and rows[c].notna().any()]
     for r in records:
         if r.task == task and r.metrics:
-            return [m for m in r.metrics if m in summary.columns]
+            return [m for m in r.metrics if m in summary.columns] + corpus
     return []

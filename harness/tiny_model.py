@@ -10,16 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lcbench.word_tokenizer import build_word_tokenizer
-
-
-def task_vocabulary() -> list[str]:
-    from lcbench.registry import tasks
-
-    words: list[str] = []
-    for cls in tasks().values():
-        words += cls.vocabulary()
-    return sorted(set(words))
+from lcbench.word_tokenizer import build_word_tokenizer, task_vocabulary
 
 
 def build_tiny_model(arch: str = "llama", seed: int = 0, max_positions: int = 8192) -> tuple[Any, Any]:

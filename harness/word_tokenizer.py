@@ -11,6 +11,16 @@ from typing import Any
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 
 
+def task_vocabulary() -> list[str]:
+    """Every word any registered task can emit, sorted: the reference tokenizer's vocabulary."""
+    from lcbench.registry import tasks
+
+    words: set[str] = set()
+    for cls in tasks().values():
+        words.update(cls.vocabulary())
+    return sorted(words)
+
+
 def build_word_tokenizer(words: Iterable[str]) -> Any:
     """A `PreTrainedTokenizerFast` splitting on whitespace; unknown words map to `<unk>`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers

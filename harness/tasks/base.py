@@ -67,7 +67,8 @@ class Task:
     def score(self, prediction: str, example: Example) -> dict[str, float]:
         raise NotImplementedError
 
-    def corpus_scores(self, predictions: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
+    @classmethod
+    def corpus_scores(cls, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
         """Metrics defined over a whole cell rather than averaged per example (e.g. corpus BLEU)."""
         return {}
 

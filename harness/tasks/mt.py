@@ -26,7 +26,9 @@ from lcbench.tasks.words import fresh, pool, target_words
 
 QUERY = "translate"
 CLASS_SUFFIX = {"A": "n", "B": "s"}
-WINDOW = 300  # no source word repeats within this many words
+# Each word class is drawn without replacement within a window of this many draws of its class
+# (about a 256-token document): a word the translator must find is never ambiguous there.
+WINDOWS = {"noun": 80, "adjective": 45, "verb": 90, "other": 240}
 
 
 @dataclass(frozen=True)
@@ -96,20 +98,23 @@ class Mt(Task):
         topic sentence, 0 for the topic itself). The last sentence is cut to fit: it keeps its
         final verb and drops its leading words, so it stays a subjectless sentence."""
         lex = lexicon()
-        recent: list[str] = []
-        nouns, adjectives = list(lex.nouns), sorted(lex.adjectives)
+        recent: dict[str, list[str]] = {kind: [] for kind in WINDOWS}
+        classes = {"noun": list(lex.nouns), "adjective": sorted(lex.adjectives), "verb": lex.verbs, "other": lex.others}
         out: list[tuple[list[str], str, int]] = []
         used = 0
 
+        def draw(kind: str) -> str:
+            return fresh(rng, classes[kind], recent[kind], WINDOWS[kind])
+
         def others(low: int, high: int) -> list[str]:
-            return [fresh(rng, lex.others, recent, WINDOW) for _ in range(rng.randint(low, high))]
+            return [draw("other") for _ in range(rng.randint(low, high))]
 
         while True:
-            noun = fresh(rng, nouns, recent, 40)
-            phrase = [fresh(rng, adjectives, recent, 40), noun] if rng.random() < 0.5 else [noun]
-            run = [(others(0, 2) + phrase + others(0, 2) + [fresh(rng, lex.verbs, recent, 80)], lex.nouns[noun], 0)]
+            noun = draw("noun")
+            phrase = [draw("adjective"), noun] if rng.random() < 0.5 else [noun]
+            run = [(others(0, 2) + phrase + others(0, 2) + [draw("verb")], lex.nouns[noun], 0)]
             for distance in range(1, rng.choice(self.distances) + 1):
-                run.append((others(2, 5) + [fresh(rng, lex.verbs, recent, 80)], lex.nouns[noun], distance))
+                run.append((others(2, 5) + [draw("verb")], lex.nouns[noun], distance))
             for words, cls, distance in run:
                 cost = len(tokenizer.encode(" ".join(words)))
                 if used + cost <= budget:
@@ -167,7 +172,8 @@ class Mt(Task):
             "exact": float(predicted == expected),
         }
 
-    def corpus_scores(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    @classmethod
+    def corpus_scores(cls, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
         return {"corpus_bleu": corpus_bleu(predictions, references), "corpus_chrf": corpus_chrf(predictions, references)}
 
 

@@ -1,0 +1,248 @@
+"""`lcbench train-reference`: train the embedded reference model from scratch on the synthetic
+tasks, reproducibly from a seed, and save it as a Hugging Face folder (safetensors, word-level
+tokenizer) that loads through the same adapter as any user model.
+
+Every step draws fresh examples from every task family at lengths ramped up to the training
+length on a schedule (jumps in length cost accuracy), on seeds that never meet the suites'
+(those start at 0; training seeds start at 10^6). The loss is on the answer tokens only,
+averaged per sequence so that long translations do not drown short answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import multiprocessing
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+TRAIN_SEED_BASE = 1_000_000
+FAMILIES = {"mt": 3.0, "needle": 1.5, "vt": 1.0, "aggregation": 1.0, "dialogue": 1.0, "code": 1.0}
+MIN_LENGTH = {"aggregation": 160, "dialogue": 64, "vt": 48, "code": 40}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    length: int = 256  # the training length: prompt tokens
+    layers: int = 3
+    hidden: int = 128
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 384
+    steps: int = 6000
+    batch: int = 16
+    lr: float = 2e-3
+    warmup: int = 200
+    ramp: float = 0.4  # share of steps over which the length rises to `length`
+    start_length: int = 64
+    seed: int = 0
+
+
+def tokenizer_and_vocabulary() -> tuple[Any, list[str]]:
+    from lcbench.word_tokenizer import build_word_tokenizer, task_vocabulary
+
+    words = task_vocabulary()
+    return build_word_tokenizer(words), words
+
+
+class WordCounter:
+    """The tokenizer protocol tasks need, over the word-level tokenizer."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+def max_length_at(recipe: Recipe, step: int) -> int:
+    progress = min(1.0, step / max(1, recipe.ramp * recipe.steps))
+    return int(recipe.start_length + progress * (recipe.length - recipe.start_length))
+
+
+def make_batch(args: tuple[Recipe, int]) -> list[tuple[str, list[int], list[int]]]:
+    """(family, prompt ids, answer ids + eos) for one step: deterministic in (recipe, step)."""
+    from lcbench.registry import tasks
+    from lcbench.tasks.base import LengthError
+
+    recipe, step = args
+    rng = random.Random(f"train/{recipe.seed}/{step}")
+    tokenizer, _ = _worker_tokenizer()
+    counter = WordCounter(tokenizer)
+    top = max_length_at(recipe, step)
+    # One length per step, and translations (answers as long as their prompts) batched apart
+    # from short answers, so that a batch is all real tokens and barely padded.
+    length = rng.randint(24, top) if rng.random() < 0.7 else top
+    translating = rng.random() < FAMILIES["mt"] / sum(FAMILIES.values())
+    families = ["mt"] if translating else [f for f in FAMILIES if f != "mt"]
+    weights = [FAMILIES[f] for f in families]
+    batch = []
+    for i in range(recipe.batch):
+        family = rng.choices(families, weights)[0]
+        task = tasks()[family](**({"mode": "mixed"} if family == "needle" else {}))
+        low = MIN_LENGTH.get(family, 24)
+        seed = TRAIN_SEED_BASE + step * recipe.batch + i
+        try:
+            example = task.examples(counter, max(low, length), 1, seed)[0]
+        except LengthError:  # too short for this draw's fixed parts: take the longest allowed now
+            example = task.examples(counter, max(top, 2 * low), 1, seed)[0]
+        prompt = counter.encode(example.context) + counter.encode(example.query_text)
+        answer = counter.encode(example.references[0]) + [tokenizer.eos_token_id]
+        batch.append((family, prompt, answer))
+    return batch
+
+
+_TOKENIZER: Any = None
+
+
+def _worker_tokenizer() -> tuple[Any, list[str]]:
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = tokenizer_and_vocabulary()
+    return _TOKENIZER
+
+
+def build_model(recipe: Recipe, tokenizer: Any) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(recipe.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden,
+        intermediate_size=recipe.intermediate,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.kv_heads,
+        max_position_embeddings=1 << 17,  # RoPE has no table: this only stops length warnings
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config)
+
+
+def collate(batch: list[tuple[str, list[int], list[int]]], pad: int) -> tuple[Any, Any, Any]:
+    """(input ids, real-token mask, labels with -100 outside the answers), right-padded.
+
+    Right padding needs no attention mask under causal attention: a real token never attends to
+    the pads after it, so the fast causal kernel runs on the whole batch."""
+    import torch
+
+    width = max(len(p) + len(a) for _, p, a in batch)
+    ids = torch.full((len(batch), width), pad)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), -100)
+    for row, (_, prompt, answer) in enumerate(batch):
+        sequence = prompt + answer
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+        mask[row, : len(sequence)] = 1
+        labels[row, len(prompt) : len(sequence)] = torch.tensor(answer)
+    return ids, mask, labels
+
+
+def sequence_losses(model: Any, ids: Any, labels: Any) -> Any:
+    """Mean cross-entropy over each sequence's answer tokens: shape (batch,)."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids).logits[:, :-1]
+    targets = labels[:, 1:]
+    losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none", ignore_index=-100)
+    losses = losses.view(targets.shape)
+    counts = (targets != -100).sum(1).clamp(min=1)
+    return losses.sum(1) / counts
+
+
+def learning_rate(recipe: Recipe, step: int) -> float:
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def batches(recipe: Recipe, workers: int, ahead: int = 4) -> Iterator[list[tuple[str, list[int], list[int]]]]:
+    """Batches in step order, generated by `workers` processes at most `ahead` steps early (an
+    unbounded prefetch would keep a core busy that the trainer needs)."""
+    if workers == 0:
+        yield from (make_batch((recipe, s)) for s in range(recipe.steps))
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: collections.deque[Any] = collections.deque()
+        for step in range(recipe.steps):
+            while len(pending) < ahead and step + len(pending) < recipe.steps:
+                pending.append(pool.apply_async(make_batch, ((recipe, step + len(pending)),)))
+            yield pending.popleft().get()
+
+
+def save(model: Any, tokenizer: Any, out: Path, recipe: Recipe, log: list[dict[str, Any]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps({"recipe": asdict(recipe), "log": log[-50:]}, indent=1))
+
+
+def train(recipe: Recipe, out: Path, workers: int = 1, log_every: int = 50, save_every: int = 500) -> Any:
+    import torch
+
+    tokenizer, _ = tokenizer_and_vocabulary()
+    model = build_model(recipe, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"reference model: {params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}, {recipe}", flush=True)
+    model.train()
+    log: list[dict[str, Any]] = []
+    start, tokens, window = time.perf_counter(), 0, {f: [] for f in FAMILIES}  # type: dict[str, list[float]]
+    for step, batch in enumerate(batches(recipe, workers)):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(recipe, step)
+        ids, mask, labels = collate(batch, tokenizer.pad_token_id)
+        losses = sequence_losses(model, ids, labels)
+        loss = losses.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        tokens += int(mask.sum())
+        for (family, _, _), value in zip(batch, losses.tolist()):
+            window[family].append(value)
+        if (step + 1) % log_every == 0 or step + 1 == recipe.steps:
+            elapsed = time.perf_counter() - start
+            entry = {
+                "step": step + 1, "elapsed_s": round(elapsed), "tok_s": round(tokens / elapsed),
+                "max_length": max_length_at(recipe, step), "lr": round(learning_rate(recipe, step), 6),
+                **{f: round(sum(v) / len(v), 3) for f, v in window.items() if v},
+            }
+            log.append(entry)
+            print(json.dumps(entry), flush=True)
+            window = {f: [] for f in FAMILIES}
+        if (step + 1) % save_every == 0:
+            save(model, tokenizer, out, recipe, log)
+    model.eval()
+    save(model, tokenizer, out, recipe, log)
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lcbench train-reference", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reference")
+    parser.add_argument("--steps", type=int, default=Recipe.steps)
+    parser.add_argument("--batch", type=int, default=Recipe.batch)
+    parser.add_argument("--length", type=int, default=Recipe.length)
+    parser.add_argument("--seed", type=int, default=Recipe.seed)
+    parser.add_argument("--workers", type=int, default=1, help="processes generating examples (0: in the trainer)")
+    args = parser.parse_args(argv)
+    recipe = Recipe(steps=args.steps, batch=args.batch, length=args.length, seed=args.seed)
+    train(recipe, args.out, workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()
