@@ -38,6 +38,7 @@ class Generation:
     new_tokens: int  # includes the first token, produced by the prefill
     prefill_s: float  # time to first token
     decode_s: float  # the remaining new_tokens - 1 steps
+    logprob: float = 0.0  # sum of the chosen tokens' log-probabilities: the model's confidence
 
 
 def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:
@@ -105,6 +106,15 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
+def greedy(logits: Any) -> tuple[int, float]:
+    """The most likely next token and its log-probability, from one position's logits."""
+    import torch
+
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    token = int(logprobs.argmax())
+    return token, float(logprobs[token])
+
+
 class Model:
     """A loaded causal LM. `generate` is greedy with a KV cache."""
 
@@ -167,19 +177,20 @@ class Model:
             cache = {self._cache_keyword: self.new_cache()}  # filled in place by every call
             ids = torch.tensor([prompt], device=self.device)
             out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
-            token = int(out.logits[0, -1].argmax())
+            token, logprob = greedy(out.logits[0, -1])
             synchronize(self.device)
             first = time.perf_counter()
             new = [token]
             while len(new) < max_new_tokens and token not in self.eos_ids:
                 step = torch.tensor([[token]], device=self.device)
                 out = self.hf_model(input_ids=step, use_cache=True, **cache)
-                token = int(out.logits[0, -1].argmax())
+                token, step_logprob = greedy(out.logits[0, -1])
+                logprob += step_logprob
                 new.append(token)
             synchronize(self.device)
             end = time.perf_counter()
         text_ids = [t for t in new if t not in self.eos_ids]
-        return Generation(self.decode(text_ids), len(prompt), len(new), first - start, end - first)
+        return Generation(self.decode(text_ids), len(prompt), len(new), first - start, end - first, logprob)
 
     @contextlib.contextmanager
     def attention(self, implementation: str) -> Iterator[None]:

@@ -17,11 +17,11 @@ from lcbench.report import headline, write_report
 from lcbench.runner import ExampleCache, run_cell
 from lcbench.suite import REFERENCE, Suite
 
+REFERENCE_DIR = Path(__file__).parent / "reference"  # the shipped model, trained by `lcbench train-reference`
+
 
 def model_path(suite: Suite) -> Path:
-    if suite.model == REFERENCE:
-        return Path(__file__).parent / "reference"
-    return Path(suite.model)
+    return REFERENCE_DIR if suite.model == REFERENCE else Path(suite.model)
 
 
 def new_run_dir(suite: Suite) -> Path:

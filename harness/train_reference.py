@@ -200,7 +200,8 @@ def train(recipe: Recipe, out: Path, workers: int = 1, log_every: int = 50, save
     print(f"reference model: {params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}, {recipe}", flush=True)
     model.train()
     log: list[dict[str, Any]] = []
-    start, tokens, window = time.perf_counter(), 0, {f: [] for f in FAMILIES}  # type: dict[str, list[float]]
+    start, tokens = time.perf_counter(), 0
+    window: dict[str, list[float]] = {f: [] for f in FAMILIES}
     for step, batch in enumerate(batches(recipe, workers)):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, step)

@@ -68,3 +68,12 @@ def suite_file(tmp_path: Path, tiny_dir: Path):
         return write_suite(tmp_path / "suite.yaml", text)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """The shipped reference model, loaded exactly as `model: reference` loads it."""
+    from lcbench.model import Model
+    from lcbench.sweep import REFERENCE_DIR
+
+    return Model.load(REFERENCE_DIR, device="cpu")

@@ -32,6 +32,7 @@ class Example:
     boundaries: tuple[int, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     max_new_cap: int | None = None  # the suite's `max_new_tokens`, where it sets one
+    no_answer: str = "none"  # what the answer is when the context does not hold one
 
     @property
     def query_text(self) -> str:

@@ -87,7 +87,7 @@ class Needle(Task):
     def haystack(self, tokenizer: Tokenizer, mode: str, rng: random.Random, keys: list[str], budget: int) -> list[str]:
         """Distractor units filling `budget` tokens: filler sentences or statements of other keys."""
         units: list[str] = []
-        used, recent = 0, []
+        used, recent = 0, list[str]()
         key_iter = iter(keys)
         while True:
             if mode == "single":

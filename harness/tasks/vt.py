@@ -48,7 +48,8 @@ class Vt(Task):
         budget = length - len(tokenizer.encode("\n" + query))
         needed = sum(len(tokenizer.encode(t)) for _, _, t in statements)
         if budget < needed:
-            raise LengthError(f"length {length} is too short for vt with {self.hops} hops: the minimum is {length - budget + needed}")
+            minimum = length - budget + needed
+            raise LengthError(f"length {length} is too short for vt with {self.hops} hops: the minimum is {minimum}")
         recent: list[str] = []
         noise = fill_units(rng, lambda: filler_sentence(rng, recent), lambda u: len(tokenizer.encode(u)), budget - needed)
         slots = sorted(rng.sample(range(len(noise) + len(statements)), len(statements)))

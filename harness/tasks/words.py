@@ -56,7 +56,8 @@ def filler_sentence(rng: random.Random, recent: list[str], low: int = 4, high: i
 
 def fill_units(rng: random.Random, make: Callable[[], str], cost: Callable[[str], int], budget: int) -> list[str]:
     """Units from `make()` while they fit in `budget` tokens."""
-    units, used = [], 0
+    units: list[str] = []
+    used = 0
     while True:
         unit = make()
         if used + cost(unit) > budget:
