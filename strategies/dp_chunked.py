@@ -36,7 +36,9 @@ def candidates(boundaries: Sequence[int], total: int, budget: int) -> tuple[list
     return positions, inside
 
 
-def choose_cuts(positions: Sequence[int], budget: int, inside: AbstractSet[int] = frozenset(), cut_penalty: float = 0.0) -> list[int]:
+def choose_cuts(
+    positions: Sequence[int], budget: int, inside: AbstractSet[int] = frozenset(), cut_penalty: float = 0.0
+) -> list[int]:
     """The cut positions (first 0, last the total) minimising sum((budget - len)^2) + penalties.
 
     `positions` are sorted candidates, first 0 and last the total; consecutive candidates are at

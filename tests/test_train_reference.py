@@ -6,15 +6,29 @@ import json
 
 from lcbench.cli import main
 from lcbench.model import Model
-from lcbench.train_reference import Recipe, make_batch, max_length_at
+from lcbench.train_reference import Curriculum, Recipe, make_batch
 
 
-def test_batches_are_deterministic_and_ramp_in_length():
-    recipe = Recipe(steps=100, batch=4, length=256, start_length=64, ramp=0.5)
-    assert make_batch((recipe, 7)) == make_batch((recipe, 7)) != make_batch((recipe, 8))
-    assert max_length_at(recipe, 0) == 64 and max_length_at(recipe, 50) == 256
-    for _family, prompt, answer in make_batch((recipe, 0)):
-        assert len(prompt) <= 160 and answer[-1] == 3  # `</s>` ends every answer
+def test_batches_are_deterministic_and_follow_the_curriculum():
+    recipe = Recipe(steps=100, batch=6)
+    assert make_batch((recipe, 7, 64, True)) == make_batch((recipe, 7, 64, True)) != make_batch((recipe, 8, 64, True))
+    alone = make_batch((recipe, 3, 40, False))
+    assert {family for family, _, _ in alone} == {"mt"}
+    for _family, prompt, answer in alone:
+        assert len(prompt) <= 40 and answer[-1] == 3  # `</s>` ends every answer
+
+
+def test_length_grows_only_once_translation_is_learnt():
+    recipe = Recipe(start_length=16, growth=1.25, advance_loss=1.0, patience=3, mix_from=32)
+    curriculum = Curriculum(top=16)
+    curriculum.update(recipe, 4.0)
+    curriculum.update(recipe, 3.0)
+    assert curriculum.top == 16 and not curriculum.mixed
+    curriculum.update(recipe, 2.0)  # patience spent: it grows anyway
+    assert curriculum.top == 20
+    for _ in range(3):
+        curriculum.update(recipe, 0.5)
+    assert curriculum.top == 40 and curriculum.mixed  # 20 -> 25 -> 32 -> 40
 
 
 def test_a_few_steps_save_a_model_that_loads(tmp_path, capsys):
