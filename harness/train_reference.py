@@ -45,6 +45,8 @@ class Recipe:
     patience: int = 20  # windows of `log_every` steps a length may hold before it grows anyway
     mix_from: int = 32  # the other families join once documents are this long
     families: tuple[str, ...] = tuple(FAMILIES)
+    rehearse_every: int = 4
+    answer_batch: int = 96
     seed: int = 0
 
 
@@ -79,8 +81,9 @@ class Curriculum:
     mixed: bool = False
     held: int = 0
 
-    def update(self, recipe: Recipe, translation_loss: float | None) -> None:
-        learnt = translation_loss is not None and translation_loss < recipe.advance_loss
+    def update(self, recipe: Recipe, loss: float | None) -> None:
+        """`loss`: the window's mean loss over its families (translation alone at first)."""
+        learnt = loss is not None and loss < recipe.advance_loss
         if self.top < recipe.length and (learnt or self.held + 1 >= recipe.patience):
             self.top = min(recipe.length, math.ceil(self.top * recipe.growth))
             self.held = 0
@@ -105,14 +108,18 @@ def make_batch(args: tuple[Recipe, int, int, bool]) -> list[tuple[str, list[int]
     # Lengths always vary (from half the longest): at one fixed length the model learns to copy
     # from a fixed offset instead of looking words up, and fails at the next length (seen).
     length = rng.randint(max(8, top // 2), top) if rng.random() < 0.7 else top
-    families = list(recipe.families) if mixed else ["mt"]
+    # Once mixed, every `rehearse_every`-th step rehearses translation; the others are batches
+    # of short answers only, `answer_batch` sequences long: an answer is one supervised token
+    # per context, so these families need many contexts per step to learn at all.
+    answering = mixed and step % recipe.rehearse_every != 0 and len(recipe.families) > 1
+    families = [f for f in recipe.families if f != "mt"] if answering else ["mt"]
     weights = [FAMILIES[f] for f in families]
     batch = []
-    for i in range(recipe.batch):
+    for i in range(recipe.answer_batch if answering else recipe.batch):
         family = rng.choices(families, weights)[0]
         task = tasks()[family](**({"mode": "mixed"} if family == "needle" else {}))
         low = MIN_LENGTH.get(family, 24)
-        seed = TRAIN_SEED_BASE + step * recipe.batch + i
+        seed = TRAIN_SEED_BASE + (10**8 + step * recipe.answer_batch if answering else step * recipe.batch) + i
         try:
             example = task.examples(counter, max(low, length), 1, seed)[0]
         except LengthError:  # too short for this draw's fixed parts: take the longest allowed now
@@ -222,7 +229,13 @@ def save(model: Any, tokenizer: Any, out: Path, recipe: Recipe, log: list[dict[s
 
 
 def train(
-    recipe: Recipe, out: Path, workers: int = 1, log_every: int = 50, save_every: int = 500, stop_after: int | None = None
+    recipe: Recipe,
+    out: Path,
+    workers: int = 1,
+    log_every: int = 50,
+    save_every: int = 500,
+    stop_after: int | None = None,
+    init: Path | None = None,
 ) -> Any:
     """Train and save to `out` (also every `save_every` steps). `stop_after` ends the run early
     on the same schedule, reproducing a checkpoint of the full run."""
@@ -230,6 +243,11 @@ def train(
 
     tokenizer, _ = tokenizer_and_vocabulary()
     model = build_model(recipe, tokenizer)
+    if init is not None:  # a second stage: start from a saved model with the same vocabulary
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(init / "model.safetensors"), strict=False)
+        model.tie_weights()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=0.01)
     params = sum(p.numel() for p in model.parameters())
     print(f"reference model: {params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}, {recipe}", flush=True)
@@ -237,7 +255,7 @@ def train(
     log: list[dict[str, Any]] = []
     start, tokens = time.perf_counter(), 0
     window: dict[str, list[float]] = {f: [] for f in FAMILIES}
-    curriculum = Curriculum(top=recipe.start_length)
+    curriculum = Curriculum(top=recipe.start_length, mixed=len(recipe.families) > 1 and recipe.start_length >= recipe.mix_from)
     for step, batch in enumerate(batches(recipe, curriculum, workers)):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, step)
@@ -259,8 +277,8 @@ def train(
                 **{f: round(sum(v) / len(v), 3) for f, v in window.items() if v},
             }
             log.append(entry)
-            translation = window["mt"]
-            curriculum.update(recipe, sum(translation) / len(translation) if translation else None)
+            means = [sum(v) / len(v) for v in window.values() if v]
+            curriculum.update(recipe, sum(means) / len(means) if means else None)
             print(json.dumps(entry), flush=True)
             window = {f: [] for f in FAMILIES}
         if (step + 1) % save_every == 0:
@@ -282,13 +300,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--families", default=",".join(FAMILIES), help="task families to train on, e.g. mt or mt,needle")
     parser.add_argument("--workers", type=int, default=1, help="processes generating examples (0: in the trainer)")
     parser.add_argument("--stop-after", type=int, help="end after this many steps, on the schedule of --steps")
+    parser.add_argument("--init", type=Path, help="start from this saved model (a second training stage)")
+    parser.add_argument("--start-length", type=int, default=Recipe.start_length)
     args = parser.parse_args(argv)
     families = tuple(f.strip() for f in args.families.split(",") if f.strip())
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or "mt" not in families:
         parser.error(f"--families: give mt and any of {', '.join(FAMILIES)}; got {args.families}")
-    recipe = Recipe(steps=args.steps, batch=args.batch, length=args.length, seed=args.seed, families=families)
-    train(recipe, args.out, workers=args.workers, stop_after=args.stop_after)
+    recipe = Recipe(
+        steps=args.steps, batch=args.batch, length=args.length, seed=args.seed, families=families, start_length=args.start_length
+    )
+    train(recipe, args.out, workers=args.workers, stop_after=args.stop_after, init=args.init)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_mt_reorders_and_agrees():
 
 def test_mt_doc_acc_counts_the_dependent_verbs(words):
     example = Mt().examples(words, 256, 1, seed=3)[0]
-    dependents = example.metadata["dependents"]
+    dependents = [v for v in example.metadata["verbs"] if v[2] > 0]
     assert dependents and {d for _, _, d in dependents} <= {1, 2, 3, 4, 5, 6, 7, 8}
     wrong = example.references[0]
     stem, suffix, _ = dependents[0]
@@ -119,3 +119,16 @@ def test_exact_match(prediction, expected):
 def test_bad_params(task, params, message):
     with pytest.raises(ValueError, match=message):
         tasks()[task](**params)
+
+
+def test_mt_doc_acc_in_documents_where_verbs_recur(words):
+    example = Mt().examples(words, 2048, 1, seed=4)[0]
+    verbs = example.metadata["verbs"]
+    assert len({v[0] for v in verbs}) < len(verbs)  # long enough for stems to recur
+    assert Mt().score(example.references[0], example)["doc_acc"] == 1.0
+    flipped = example.references[0].split()
+    last = max(i for i, w in enumerate(flipped) if w[:-1] == verbs[-1][0])
+    flipped[last] = flipped[last][:-1] + ("s" if flipped[last][-1] == "n" else "n")
+    dependents = sum(v[2] > 0 for v in verbs)
+    expected = 1 - (1 / dependents if verbs[-1][2] > 0 else 0)
+    assert Mt().score(" ".join(flipped), example)["doc_acc"] == pytest.approx(expected)
