@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lcbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lcbench ls | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
 
 
 def overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -117,16 +120,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from lcbench.registry import strategies, tasks
 
     for name, cls in sorted(strategies().items()):
-        print(f"strategy  {name:<14} {first_line(cls.__doc__)}")
+        print(f"strategy  {name:<14} {describe(cls)}")
     for name, task_cls in sorted(tasks().items()):
-        print(f"task      {name:<14} {first_line(task_cls.__doc__)}")
+        print(f"task      {name:<14} {describe(task_cls)}")
     for path in sorted(Path("suites").glob("*.yaml")):
         print(f"suite     {str(path):<14} {suite_comment(path)}")
     return 0
 
 
-def first_line(doc: str | None) -> str:
-    return (doc or "").strip().split("\n", 1)[0]
+def describe(cls: type) -> str:
+    """The first sentence of a plugin's module docstring (one plugin per file), else its class's."""
+    module = sys.modules.get(cls.__module__)
+    doc = (module.__doc__ if module else None) or cls.__doc__ or ""
+    return doc.strip().split("\n", 1)[0]
 
 
 def suite_comment(path: Path) -> str:
