@@ -14,8 +14,24 @@ def test_batches_are_deterministic_and_follow_the_curriculum():
     assert make_batch((recipe, 7, 64, True)) == make_batch((recipe, 7, 64, True)) != make_batch((recipe, 8, 64, True))
     alone = make_batch((recipe, 3, 40, False))
     assert {family for family, _, _ in alone} == {"mt"}
-    for _family, prompt, answer in alone:
-        assert len(prompt) <= 40 and answer[-1] == 3  # `</s>` ends every answer
+    for _family, ids, labels in alone:
+        prompt = next(i for i, label in enumerate(labels) if label != -100)
+        assert prompt <= 40 and labels[-1] == ids[-1] == 3  # `</s>` ends every answer
+
+
+def test_answer_families_get_several_questions_per_context():
+    from lcbench.registry import tasks
+    from lcbench.train_reference import WordCounter, more_questions, tokenizer_and_vocabulary
+
+    counter = WordCounter(tokenizer_and_vocabulary()[0])
+    import random
+
+    for family in ["needle", "dialogue", "code", "vt"]:
+        example = tasks()[family]().examples(counter, 200, 1, seed=5)[0]
+        extra = more_questions(family, example, random.Random(0))
+        assert extra and all(q != example.query for q, _ in extra)
+        for query, answer in extra:  # each is a question the task itself could have asked
+            assert answer.split()[0] in example.context.split() and query.split()[0] in ("what", "call", "who")
 
 
 def test_length_grows_only_once_translation_is_learnt():
