@@ -1,6 +1,7 @@
 """`recursive`: memory carried across chunks, in the two forms the literature uses.
 
-Transform tasks (translation): the document is cut at unit boundaries into chunks of at most
+Transform tasks (translation): a document that fits in `chunk_tokens` is translated in one call;
+a longer one is cut at unit boundaries into chunks of at most
 `memory_tokens`; each chunk is translated with the previous chunk's source before it and the
 previous chunk's translation forced as the start of the output, so that the model continues the
 document rather than starting one. This is the concatenation approach of document-level MT
@@ -63,6 +64,10 @@ class Recursive(Strategy):
 
     def translate(self, model: Model, example: Example, ids: list[int], query: list[int]) -> Prediction:
         """Each chunk after the previous one's source, its translation forced as the output's start."""
+        if len(ids) + len(query) <= self.chunk_tokens:  # it fits: no chunk, no seam
+            generation = model.generate(ids + query, example.max_new_tokens(len(ids)))
+            extra = {"depth": 0.0, "max_source_tokens": float(len(ids) + len(query))}
+            return Prediction(generation.text, Usage.of(generation), extra=extra)
         size = min(self.memory_tokens, self.chunk_tokens - len(query) - self.memory_tokens)
         if size < MIN_CONTEXT:
             raise ValueError(f"chunk_tokens {self.chunk_tokens} leaves {size} tokens per chunk beside memory and query")

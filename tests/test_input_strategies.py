@@ -100,3 +100,9 @@ def test_budget_below_the_query_is_a_record_error_not_a_crash(reference):
     base = dict(suite="s", task="needle", strategy="b", strategy_name="blockwise", params={}, context_length=128, cell_key="k")
     record = measure_example(base, Blockwise(block_tokens=10), tasks()["needle"](), reference, example, repeats=1)
     assert record.status == "error" and "block_tokens 10 leaves" in record.message
+
+
+def test_recursive_translates_in_one_call_what_fits(reference):
+    example = tasks()["mt"]().examples(reference, 200, 1, seed=0)[0]
+    prediction = Recursive(chunk_tokens=256, memory_tokens=127).run(reference, example)
+    assert prediction.usage.calls == 1 and prediction.extra["depth"] == 0
