@@ -51,8 +51,6 @@ def combine(answers: Sequence[Generation], rule: str, example: Example) -> str:
 
 def run_pieces(model: Model, example: Example, pieces: Sequence[list[int]], reduce: str, note: str = "") -> Prediction:
     """Map the query over `pieces` (answer tasks) or transform each and join (transform tasks)."""
-    from lcbench.strategies.base import Usage
-
     query = model.encode(example.query_text)
     outputs = [model.generate(piece + query, example.max_new_tokens(len(piece))) for piece in pieces]
     usage = sum((Usage.of(g) for g in outputs), Usage())
@@ -68,5 +66,3 @@ def split_fixed(ids: list[int], size: int, overlap: int = 0) -> list[list[int]]:
     step = size - overlap
     return [ids[start : start + size] for start in range(0, max(len(ids) - overlap, 1), step)]
 
-
-__all__ = ["REDUCERS", "Reduce", "Usage", "combine", "is_empty", "run_pieces", "split_fixed"]
