@@ -64,6 +64,19 @@ def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:
     return problems
 
 
+def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
+    """The tokenizer as saved. A plain `tokenizers` file saved through the generic class is
+    loaded as such: `AutoTokenizer` would otherwise pick the architecture's own class (Qwen2's
+    byte-level BPE, say), which re-reads a word-level vocabulary wrongly and drops every word."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config_file = path / "tokenizer_config.json"
+    saved_class = json.loads(config_file.read_text()).get("tokenizer_class") if config_file.is_file() else None
+    if saved_class in ("TokenizersBackend", "PreTrainedTokenizerFast") and (path / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+
+
 def register_attention(name: str, attention: Any, mask: Any | None = None) -> None:
     """Register an attention function under `name` for `Model.attention(name)`.
 
@@ -131,7 +144,7 @@ class Model:
         self._cache_keyword = "cache" if "cache" in forward_params else "past_key_values"
 
     def new_cache(self) -> Any:
-        """An empty KV cache for one generation. Strategies that bound the cache override this."""
+        """An empty KV cache for one generation."""
         from transformers import DynamicCache
 
         return DynamicCache(config=self.hf_model.config)
@@ -143,12 +156,12 @@ class Model:
         problems = check_model_dir(path, trust_remote_code)
         if problems:
             raise UserError(problems)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # lcbench shows its own progress
         device = resolve_device(device)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(path, trust_remote_code)
         hf_model = AutoModelForCausalLM.from_pretrained(
             path,
             local_files_only=True,
@@ -165,8 +178,9 @@ class Model:
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def generate(self, prompt: list[int], max_new_tokens: int) -> Generation:
-        """Greedy decoding: one prefill over `prompt`, then one token at a time from the cache."""
+    def generate(self, prompt: list[int], max_new_tokens: int, cache: Any | None = None) -> Generation:
+        """Greedy decoding: one prefill over `prompt`, then one token at a time from the cache
+        (`cache`, empty, where a strategy brings its own, e.g. a bounded one)."""
         import torch
 
         if not prompt:
@@ -174,7 +188,7 @@ class Model:
         with torch.inference_mode():
             synchronize(self.device)
             start = time.perf_counter()
-            cache = {self._cache_keyword: self.new_cache()}  # filled in place by every call
+            cache = {self._cache_keyword: self.new_cache() if cache is None else cache}  # filled in place by every call
             ids = torch.tensor([prompt], device=self.device)
             out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
             token, logprob = greedy(out.logits[0, -1])

@@ -76,3 +76,8 @@ def test_cuda_asked_without_cuda(tiny_dir):
         pytest.skip("this machine has CUDA")
     with pytest.raises(UserError, match="CUDA is not available"):
         Model.load(tiny_dir, device="cuda:0")
+
+
+def test_a_word_level_tokenizer_loads_as_saved_on_every_architecture(tiny_model):
+    ids = tiny_model.encode("sedu nobo what is sedu ?")
+    assert len(ids) == 6 and tiny_model.tokenizer.unk_token_id not in ids

@@ -1,0 +1,121 @@
+"""Sparse attention inside any Hugging Face model, through transformers' `AttentionInterface`
+and `AttentionMaskInterface`, with no change to the model's code.
+
+Both are registered under one name: transformers asks the mask interface for the layers' mask
+once per forward call (no mask registered would mean no causal masking at all) and hands what it
+returns to every layer's attention function. Here the "mask" is a `Plan`: the block list for a
+prefill, or one boolean row per query over the cached keys for a decode step. Which mask, cache
+and path a call uses comes from the `SparseCall` made active around `Model.generate`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lcbench.sparse.block_attention import block_sparse_attention
+from lcbench.sparse.block_list import BlockList, build_block_list
+from lcbench.sparse.bounded_cache import BoundedCache
+from lcbench.sparse.patterns import Mask
+
+NAME = "lcbench_sparse"
+Path = Literal["blocks", "flex"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every layer of one forward call runs: a block list, or dense rows over few keys."""
+
+    path: str  # "blocks", "flex" or "rows"
+    blocks: BlockList | None = None
+    rows: Tensor | None = None  # (n_q, n_kv) bool, only where n_q is small (decode)
+
+
+@dataclass
+class SparseCall:
+    """The settings of one generation, and what it did."""
+
+    mask: Mask
+    tile: int
+    path: Path
+    cache: Any
+    ran: collections.Counter[str] = field(default_factory=collections.Counter)
+    tiles: list[float] = field(default_factory=list)  # share of tiles visited, per prefill
+
+    def plan(self, q_length: int, kv_length: int, q_offset: int) -> Plan:
+        q_positions = torch.arange(q_offset, q_offset + q_length)
+        if isinstance(self.cache, BoundedCache):
+            kv_positions = torch.cat([self.cache.key_positions(), q_positions])
+        else:
+            kv_positions = torch.arange(kv_length)
+        contiguous = int(kv_positions[-1]) - int(kv_positions[0]) + 1 == len(kv_positions)
+        if q_length == 1 or not contiguous:
+            # Decode: one row over the kept keys, linear in them; a bounded cache keeps only keys
+            # the pattern allows, so the row is all true there.
+            zero = torch.zeros((), dtype=torch.long)
+            self.ran["rows"] += 1
+            return Plan("rows", rows=self.mask(zero, zero, q_positions[:, None], kv_positions[None, :]))
+        blocks = build_block_list(self.mask, q_positions, int(kv_positions[0]), len(kv_positions), self.tile)
+        total = -(-q_length // self.tile) * -(-len(kv_positions) // self.tile)
+        self.tiles.append(blocks.tiles_visited() / total)
+        path = self.path if q_offset == 0 else "blocks"  # the flex path takes whole prefills only
+        self.ran[path] += 1
+        return Plan(path, blocks=blocks)
+
+
+ACTIVE: contextvars.ContextVar[SparseCall] = contextvars.ContextVar("lcbench_sparse_call")
+
+
+def build_plan(batch_size: int, q_length: int, kv_length: int, q_offset: int = 0, **kwargs: Any) -> Plan:
+    """The mask builder transformers calls once per forward (as `AttentionMaskInterface`)."""
+    return ACTIVE.get().plan(q_length, kv_length, int(q_offset))
+
+
+def sparse_attention(
+    module: Any, query: Tensor, key: Tensor, value: Tensor, attention_mask: Any, scaling: float | None = None, **kwargs: Any
+) -> tuple[Tensor, None]:
+    """The attention function transformers calls per layer: query (b, h, n_q, d), key/value
+    (b, h_kv, n_kv, d) -> ((b, n_q, h, d), no weights)."""
+    plan = attention_mask
+    if not isinstance(plan, Plan):
+        raise RuntimeError(
+            f"{NAME} attention was called without its plan (mask: {type(plan).__name__}); use it through `sparse_call`"
+        )
+    if plan.blocks is not None:
+        if plan.path == "flex":
+            from lcbench.sparse.flex import flex_block_attention
+
+            out = flex_block_attention(query, key, value, plan.blocks, scaling)
+        else:
+            out = block_sparse_attention(query, key, value, plan.blocks, scaling)
+    else:
+        assert plan.rows is not None
+        rows = None if bool(plan.rows.all()) else plan.rows.to(query.device)
+        out = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=rows, scale=scaling, enable_gqa=query.shape[1] != key.shape[1]
+        )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register() -> str:
+    from lcbench.model import register_attention
+
+    register_attention(NAME, sparse_attention, build_plan)
+    return NAME
+
+
+@contextlib.contextmanager
+def sparse_call(call: SparseCall) -> Iterator[SparseCall]:
+    token = ACTIVE.set(call)
+    try:
+        yield call
+    finally:
+        ACTIVE.reset(token)

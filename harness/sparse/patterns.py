@@ -1,0 +1,165 @@
+"""Attention patterns as composable mask functions `(b, h, q_idx, kv_idx) -> bool`.
+
+Each mask is a function of positions that broadcasts over tensors, so the same object serves
+FlexAttention (which calls it under vmap), the torch block path (which calls it on a tile of
+positions) and the dense reference in tests. Beside it each mask carries `spans`: for a range of
+query positions, the key intervals it may allow. That bound is what lets a block list be built in
+time and memory linear in N: only tiles inside the spans are ever looked at.
+
+Patterns: causal; sliding window (Beltagy et al., Longformer, 2020); attention sinks (Xiao et
+al., StreamingLLM, 2023); global tokens (Longformer); block-sparse local + random + global blocks
+(Zaheer et al., BigBird, 2020); strided (Child et al., Sparse Transformers, 2019).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+Spans = list[tuple[int, int]]  # half-open key-position intervals, sorted, disjoint
+EVERYTHING = 1 << 62
+
+
+class Mask:
+    """A mask function with a name and a bound on the keys it allows."""
+
+    def __init__(self, name: str, allows: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor], spans: Callable[[int, int], Spans]):
+        self.__name__ = name
+        self.allows = allows
+        self.spans = spans  # (q_lo, q_hi) -> keys possibly allowed for any query position in [q_lo, q_hi)
+
+    def __repr__(self) -> str:
+        return f"Mask({self.__name__})"
+
+    def __call__(self, b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+        return self.allows(b, h, q_idx, kv_idx)
+
+    def __and__(self, other: Mask) -> Mask:
+        return all_of(self, other)
+
+    def __or__(self, other: Mask) -> Mask:
+        return any_of(self, other)
+
+
+def causal() -> Mask:
+    return Mask("causal", lambda b, h, q, kv: q >= kv, lambda lo, hi: [(0, hi)])
+
+
+def sliding_window(window: int) -> Mask:
+    """Keys less than `window` positions back (the query itself included); pair with `causal`."""
+    return Mask(f"window_{window}", lambda b, h, q, kv: q - kv < window, lambda lo, hi: [(lo - window + 1, EVERYTHING)])
+
+
+def sinks(count: int) -> Mask:
+    """The first `count` positions, which soak up attention mass (StreamingLLM)."""
+    return Mask(f"sinks_{count}", lambda b, h, q, kv: kv < count, lambda lo, hi: [(0, count)])
+
+
+def global_tokens(positions: Sequence[int], length: int) -> Mask:
+    """Positions that attend everywhere and are attended from everywhere (Longformer).
+
+    `length` sizes the lookup table (the prompt length); positions past it are not global."""
+    table = torch.zeros(max(length, 1), dtype=torch.bool)
+    chosen = sorted({p for p in positions if 0 <= p < length})
+    table[chosen] = True
+
+    def is_global(index: Tensor) -> Tensor:
+        return table[index.clamp(0, len(table) - 1)] & (index < len(table))
+
+    def spans(lo: int, hi: int) -> Spans:
+        if any(lo <= p < hi for p in chosen):
+            return [(0, EVERYTHING)]
+        return [(p, p + 1) for p in chosen]
+
+    return Mask(f"global_{len(chosen)}", lambda b, h, q, kv: is_global(q) | is_global(kv), spans)
+
+
+def random_block(query_block: Tensor | int, draw: int, seed: int) -> Tensor | int:
+    """The `draw`-th random key block of a query block, among blocks 0..query_block: a
+    multiplicative hash, so that it is the same function of position everywhere (no table)."""
+    mixed = (query_block * 1_000_003 + draw * 7_919 + seed * 104_729) % 2_147_483_647
+    return (mixed * 48_271) % 2_147_483_647 % (query_block + 1)
+
+
+def block_sparse(block: int, local_blocks: int, random_blocks: int, global_blocks: int, seed: int = 0) -> Mask:
+    """BigBird on blocks of `block` positions: the `local_blocks` nearest blocks, `random_blocks`
+    seeded random blocks per query block, and the first `global_blocks` blocks both ways."""
+
+    def allows(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        qb, kb = q // block, kv // block
+        allowed = ((qb - kb).abs() < local_blocks) | (kb < global_blocks) | (qb < global_blocks)
+        for draw in range(random_blocks):
+            allowed = allowed | (random_block(qb, draw, seed) == kb)
+        return allowed
+
+    def spans(lo: int, hi: int) -> Spans:
+        first, last = lo // block, (hi - 1) // block
+        if first < global_blocks:
+            return [(0, EVERYTHING)]
+        out = [(0, global_blocks * block), ((first - local_blocks + 1) * block, (last + local_blocks) * block)]
+        for qb in range(first, last + 1):
+            out += [(int(kb) * block, (int(kb) + 1) * block) for kb in (random_block(qb, d, seed) for d in range(random_blocks))]
+        return out
+
+    name = f"bigbird_{block}x{local_blocks}l{random_blocks}r{global_blocks}g"
+    return Mask(name, allows, spans)
+
+
+def strided(stride: int) -> Mask:
+    """Every `stride`-th key counting back from the query (Sparse Transformers' strided head)."""
+    return Mask(f"strided_{stride}", lambda b, h, q, kv: (q - kv) % stride == 0, lambda lo, hi: [(0, EVERYTHING)])
+
+
+def all_of(*masks: Mask) -> Mask:
+    def allows(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        out = masks[0](b, h, q, kv)
+        for mask in masks[1:]:
+            out = out & mask(b, h, q, kv)
+        return out
+
+    def spans(lo: int, hi: int) -> Spans:
+        out = normalise(masks[0].spans(lo, hi))
+        for mask in masks[1:]:
+            out = intersect(out, normalise(mask.spans(lo, hi)))
+        return out
+
+    return Mask("_and_".join(m.__name__ for m in masks), allows, spans)
+
+
+def any_of(*masks: Mask) -> Mask:
+    def allows(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        out = masks[0](b, h, q, kv)
+        for mask in masks[1:]:
+            out = out | mask(b, h, q, kv)
+        return out
+
+    return Mask(
+        "_or_".join(m.__name__ for m in masks), allows, lambda lo, hi: normalise([s for m in masks for s in m.spans(lo, hi)])
+    )
+
+
+def normalise(spans: Spans) -> Spans:
+    """Sorted, merged, non-empty intervals."""
+    merged: Spans = []
+    for lo, hi in sorted((max(lo, 0), hi) for lo, hi in spans if hi > max(lo, 0)):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def intersect(a: Spans, b: Spans) -> Spans:
+    out: Spans = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out

@@ -1,0 +1,128 @@
+"""`sparse`: the whole input, but each token attends only to the keys a pattern allows.
+
+Patterns (`pattern`): `sink_window` (StreamingLLM: the first `sinks` tokens and a sliding
+`window`; Xiao et al., 2023), `window` (a sliding window alone), `longformer` (window, sinks and
+global tokens, by default the prompt's query; Beltagy et al., 2020), `bigbird` (local, seeded
+random and global blocks; Zaheer et al., 2020), `strided` (a local window of `stride` plus every
+`stride`-th key; Child et al., 2019) and `causal` (dense; a check). Prefill runs block by block
+over only the allowed tiles (`path: blocks`, plain torch) or through compiled FlexAttention
+(`path: flex`); neither builds an N x N matrix. Window patterns decode from a cache bounded to
+sinks + window + globals, so memory and decode time stay flat as the input grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from lcbench.errors import did_you_mean
+from lcbench.model import Model
+from lcbench.sparse import patterns as p
+from lcbench.sparse.bounded_cache import BoundedCache
+from lcbench.sparse.interface import SparseCall, register, sparse_call
+from lcbench.strategies.base import Prediction, Strategy, Usage
+from lcbench.tasks.base import Example
+
+PATTERNS = ("sink_window", "window", "longformer", "bigbird", "strided", "causal")
+WINDOWED = ("sink_window", "window", "longformer")  # patterns whose decode needs a bounded set of keys
+
+
+@dataclass
+class Sparse(Strategy):
+    name: ClassVar[str] = "sparse"
+    level: ClassVar = "attention"
+
+    pattern: str = "sink_window"
+    window: int = 512  # sink_window, window, longformer: keys within this many positions back
+    sinks: int = 4  # sink_window, longformer: the first tokens, always attended
+    global_query: bool = True  # longformer: the prompt's query tokens are global
+    block: int = 64  # bigbird: block size in tokens
+    local_blocks: int = 3  # bigbird: blocks on each side (causal: back) of a query's own
+    random_blocks: int = 2  # bigbird: seeded random blocks per query block
+    global_blocks: int = 1  # bigbird: leading blocks that attend and are attended everywhere
+    stride: int = 128  # strided
+    seed: int = 0
+    tile: int = 128  # the compute block: tiles of tile x tile are visited or skipped whole
+    path: Literal["blocks", "flex"] = "blocks"
+    bounded_cache: bool = True  # window patterns: decode from sinks + window + globals only
+
+    def __post_init__(self) -> None:
+        if self.pattern not in PATTERNS:
+            raise ValueError(did_you_mean(self.pattern, PATTERNS, "pattern"))
+        positive = {"window": self.window, "block": self.block, "local_blocks": self.local_blocks, "stride": self.stride}
+        for field_name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{field_name} must be a positive number, got {value}")
+        for field_name, value in {
+            "sinks": self.sinks,
+            "random_blocks": self.random_blocks,
+            "global_blocks": self.global_blocks,
+        }.items():
+            if value < 0:
+                raise ValueError(f"{field_name} must be 0 or more, got {value}")
+        if self.tile < 16 or self.tile & (self.tile - 1):
+            raise ValueError(f"tile must be a power of two of at least 16, got {self.tile}")
+        if self.pattern == "bigbird" and self.block % self.tile and self.tile % self.block:
+            raise ValueError(
+                f"bigbird block {self.block} and tile {self.tile}: one must divide the other, e.g. block {self.tile}"
+            )
+        if self.path not in ("blocks", "flex"):
+            raise ValueError(f"path must be blocks or flex, got {self.path!r}")
+
+    def problems(self, context_lengths: Sequence[int]) -> list[str]:
+        return []  # a window past the context is allowed: the record says it attends like full
+
+    def unavailable_reason(self, model: Model) -> str | None:
+        if not getattr(model.hf_model, "_supports_attention_backend", False):
+            return (
+                f"{type(model.hf_model).__name__} does not route attention through transformers' AttentionInterface, "
+                "so sparse cannot replace its attention"
+            )
+        return None
+
+    def mask(self, prompt_tokens: int, query_tokens: int) -> p.Mask:
+        """The pattern for a prompt of `prompt_tokens` whose last `query_tokens` are the query."""
+        if self.pattern == "window":
+            return p.causal() & p.sliding_window(self.window)
+        if self.pattern == "sink_window":
+            return p.causal() & (p.sinks(self.sinks) | p.sliding_window(self.window))
+        if self.pattern == "longformer":
+            chosen = p.global_tokens(self.global_positions(prompt_tokens, query_tokens), prompt_tokens)
+            return p.causal() & (p.sinks(self.sinks) | p.sliding_window(self.window) | chosen)
+        if self.pattern == "bigbird":
+            return p.causal() & p.block_sparse(self.block, self.local_blocks, self.random_blocks, self.global_blocks, self.seed)
+        if self.pattern == "strided":
+            return p.causal() & (p.sliding_window(self.stride) | p.strided(self.stride))
+        return p.causal()
+
+    def global_positions(self, prompt_tokens: int, query_tokens: int) -> list[int]:
+        if self.pattern != "longformer" or not self.global_query:
+            return []
+        return list(range(prompt_tokens - query_tokens, prompt_tokens))
+
+    def cache_for(self, model: Model, prompt_tokens: int, query_tokens: int) -> object | None:
+        if self.pattern not in WINDOWED or not self.bounded_cache:
+            return None  # the model's own cache, unbounded
+        sinks = 0 if self.pattern == "window" else self.sinks
+        layers = model.hf_model.config.get_text_config().num_hidden_layers
+        return BoundedCache(layers, sinks, self.window, self.global_positions(prompt_tokens, query_tokens))
+
+    def run(self, model: Model, example: Example) -> Prediction:
+        context, query = model.encode(example.context), model.encode(example.query_text)
+        prompt = context + query
+        cache = self.cache_for(model, len(prompt), len(query))
+        call = SparseCall(self.mask(len(prompt), len(query)), self.tile, self.path, cache)
+        with sparse_call(call), model.attention(register()):
+            generation = model.generate(prompt, example.max_new_tokens(len(context)), cache=cache)
+        extra = {"tile_density": round(sum(call.tiles) / max(len(call.tiles), 1), 4)}
+        if isinstance(cache, BoundedCache):
+            extra["kv_cache_tokens"] = cache.kept_tokens()
+        return Prediction(generation.text, Usage.of(generation), note=self.describe(call, len(prompt)), extra=extra)
+
+    def describe(self, call: SparseCall, prompt_tokens: int) -> str:
+        ran = ", ".join(f"{path} x{count}" for path, count in sorted(call.ran.items()))
+        note = f"{call.mask.__name__}; attention ran: {ran}"
+        if self.pattern in WINDOWED and self.window >= prompt_tokens:
+            note += f"; window {self.window} >= prompt {prompt_tokens} tokens: attends like full"
+        return note

@@ -1,0 +1,188 @@
+"""Sparse attention: every pattern against a dense masked reference and against FlexAttention,
+the block list's linear size, the bounded cache through long greedy decodes, whole models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+from lcbench.model import Model
+from lcbench.sparse.block_attention import block_sparse_attention
+from lcbench.sparse.block_list import build_block_list
+from lcbench.sparse.bounded_cache import BoundedCache
+from lcbench.sparse.patterns import Mask
+from lcbench.strategies.full import Full
+from lcbench.strategies.sparse import PATTERNS, Sparse
+from lcbench.tasks.base import Example
+
+SMALL = {
+    "window": 40,
+    "sinks": 3,
+    "block": 16,
+    "local_blocks": 2,
+    "random_blocks": 2,
+    "global_blocks": 1,
+    "stride": 24,
+    "seed": 5,
+}
+
+
+def dense_reference(q, k, v, mask: Mask):
+    """Plain softmax attention with the mask materialised: the definition, for small N only."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    positions = torch.arange(q.shape[2])
+    zero = torch.zeros((), dtype=torch.long)
+    allowed = mask(zero, zero, positions[:, None], positions[None, :])
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v
+
+
+def qkv(n: int, heads: int, kv_heads: int, dim: int = 32, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(2, heads, n, dim, generator=g),
+        torch.randn(2, kv_heads, n, dim, generator=g),
+        torch.randn(2, kv_heads, n, dim, generator=g),
+    )
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("n", [1, 17, 129, 257, 600])
+@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (8, 2)])
+def test_block_path_matches_dense_reference(pattern, n, heads, kv_heads):
+    strategy = Sparse(pattern=pattern, tile=32, **SMALL)
+    mask = strategy.mask(n, min(3, n))
+    q, k, v = qkv(n, heads, kv_heads)
+    blocks = build_block_list(mask, torch.arange(n), 0, n, strategy.tile)
+    out = block_sparse_attention(q, k, v, blocks)
+    assert (out - dense_reference(q, k, v, mask)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_block_path_matches_flex_attention_oracle(pattern):
+    n = 300  # not a multiple of the tile
+    strategy = Sparse(pattern=pattern, tile=128, **SMALL)
+    mask = strategy.mask(n, 3)
+    q, k, v = qkv(n, 8, 2, dim=64, seed=1)
+    oracle = flex_attention(q, k, v, block_mask=create_block_mask(mask, None, None, n, n, device="cpu"), enable_gqa=True)
+    out = block_sparse_attention(q, k, v, build_block_list(mask, torch.arange(n), 0, n, 128))
+    assert (out - oracle).abs().max() <= 1e-5
+
+
+def test_compiled_flex_path_matches_block_path():
+    from lcbench.sparse.flex import flex_block_attention
+
+    n = 300
+    mask = Sparse(pattern="sink_window", **SMALL).mask(n, 3)
+    q, k, v = qkv(n, 8, 2, dim=64, seed=2)
+    blocks = build_block_list(mask, torch.arange(n), 0, n, 128)
+    assert (flex_block_attention(q, k, v, blocks) - block_sparse_attention(q, k, v, blocks)).abs().max() <= 1e-5
+
+
+def test_block_list_grows_linearly_for_window_patterns():
+    mask = Sparse(pattern="sink_window", window=512, sinks=4).mask(1 << 15, 4)
+    visited = [build_block_list(mask, torch.arange(n), 0, n, 128).tiles_visited() for n in (1 << 13, 1 << 14, 1 << 15)]
+    assert visited[2] / visited[1] <= 2.05 and visited[1] / visited[0] <= 2.1
+    assert visited[2] <= (1 << 15) // 128 * (512 // 128 + 3)  # window tiles + diagonal + sink per query tile
+
+
+def test_block_list_skips_the_middle_of_a_long_window_pattern():
+    n = 4096
+    blocks = build_block_list(Sparse(pattern="longformer", window=256).mask(n, 4), torch.arange(n), 0, n, 128)
+    widths = sorted(batch.kv_tiles.shape[1] for batch in blocks.batches)
+    assert widths[0] <= 5 and widths[-1] == n // 128  # ordinary rows stay narrow; only the global query row sees all
+
+
+def test_bounded_cache_keeps_sinks_window_and_globals():
+    cache = BoundedCache(layers=2, sinks=2, window=4, global_positions=[5])
+    keys = torch.randn(1, 1, 10, 8)
+    for layer in range(2):
+        seen, _ = cache.update(keys, keys, layer)
+        assert seen.shape[-2] == 10  # this call attends over everything
+    assert cache.key_positions().tolist() == [0, 1, 5, 7, 8, 9]
+    cache.update(keys[:, :, :1], keys[:, :, :1], 0)
+    assert cache.key_positions().tolist() == [0, 1, 5, 8, 9, 10] and cache.get_seq_length(0) == 11
+
+
+def long_example(model: Model, prompt_tokens: int, new_tokens: int) -> Example:
+    from lcbench.tasks.words import pool
+
+    words = pool("name")[:50]
+    context = " ".join(words[i % len(words)] for i in range(prompt_tokens))
+    assert len(model.encode(context)) == prompt_tokens
+    return Example(
+        id="long",
+        context=context,
+        query="",
+        references=("",),
+        requested_length=prompt_tokens,
+        actual_length=prompt_tokens,
+        answer_tokens=new_tokens,
+    )
+
+
+def generate(model: Model, strategy, prompt: list[int], new_tokens: int) -> str:
+    from lcbench.sparse.interface import SparseCall, register, sparse_call
+
+    cache = strategy.cache_for(model, len(prompt), 0)
+    call = SparseCall(strategy.mask(len(prompt), 0), strategy.tile, strategy.path, cache)
+    with sparse_call(call), model.attention(register()):
+        return model.generate(prompt, new_tokens, cache=cache).text
+
+
+def test_bounded_cache_decode_equals_full_when_the_window_covers_everything(llama):
+    prompt = llama.encode(long_example(llama, 200, 0).context)
+    full = llama.generate(prompt, 2000).text
+    assert len(full.split()) > 1500  # a long decode really happened (the tiny model rarely stops)
+    assert generate(llama, Sparse(pattern="sink_window", window=4096, sinks=4), prompt, 2000) == full
+
+
+def test_bounded_cache_decode_equals_the_same_pattern_over_the_whole_cache(llama):
+    prompt = llama.encode(long_example(llama, 300, 0).context)
+    bounded = Sparse(pattern="sink_window", window=64, sinks=4, tile=32)
+    unbounded = Sparse(pattern="sink_window", window=64, sinks=4, tile=32, bounded_cache=False)
+    assert generate(llama, bounded, prompt, 300) == generate(llama, unbounded, prompt, 300)
+
+
+@pytest.mark.parametrize("pattern", ["sink_window", "longformer"])
+def test_wide_window_gives_full_attention_tokens_on_every_architecture(tiny_model, pattern):
+    example = long_example(tiny_model, 150, 20)
+    expected = Full().run(tiny_model, example)
+    prediction = Sparse(pattern=pattern, window=1024, tile=32).run(tiny_model, example)
+    assert prediction.text == expected.text
+    assert "attends like full" in prediction.note
+
+
+def test_narrow_window_changes_what_the_model_sees(llama):
+    example = long_example(llama, 300, 20)
+    prediction = Sparse(pattern="sink_window", window=16, sinks=2, tile=16).run(llama, example)
+    assert prediction.extra["kv_cache_tokens"] == 2 + 16 - 1
+    assert prediction.extra["tile_density"] < 0.3 and "blocks x1" in prediction.note
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"pattern": "sink_windw"}, "did you mean `sink_window`"),
+        ({"window": 0}, "window must be a positive number, got 0"),
+        ({"sinks": -1}, "sinks must be 0 or more, got -1"),
+        ({"tile": 100}, "tile must be a power of two"),
+        ({"pattern": "bigbird", "block": 48, "tile": 32}, "one must divide the other"),
+        ({"path": "triton"}, "path must be blocks or flex"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_fix(params, message):
+    with pytest.raises(ValueError, match=message):
+        Sparse(**params)
+
+
+def test_a_model_without_the_attention_interface_is_unavailable(llama):
+    class Opaque:
+        _supports_attention_backend = False
+
+    model = Model(llama.hf_model, llama.tokenizer, "cpu", "opaque")
+    model.hf_model = Opaque()
+    reason = Sparse().unavailable_reason(model)
+    assert reason is not None and "Opaque" in reason and "AttentionInterface" in reason
