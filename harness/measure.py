@@ -7,6 +7,7 @@ Where a source is absent its figure is `None`, never a zero that looks measured.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import threading
@@ -26,6 +27,17 @@ def _status_bytes(field_name: str) -> int | None:
         return None
     match = re.search(rf"{field_name}:\s+(\d+) kB", text)
     return int(match.group(1)) * 1024 if match else None
+
+
+def release_free_memory() -> None:
+    """Hand memory that malloc holds but nothing uses back to the OS (glibc's `malloc_trim`).
+
+    Without it, buffers freed by an earlier example stay resident and the next one reuses them
+    without raising RSS, so its peak would read low."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: peaks may read low after large frees
+        pass
 
 
 def reset_peak_rss() -> bool:
@@ -106,6 +118,7 @@ class MeasureMemory:
         self._baseline: dict[str, int] = {}
 
     def __enter__(self) -> MeasureMemory:
+        release_free_memory()
         rss = psutil.Process().memory_info().rss
         self._baseline["rss"] = rss
         if not reset_peak_rss():  # no clear_refs here: sample instead

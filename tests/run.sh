@@ -9,5 +9,5 @@ python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0 -e '.[dev]'
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mypy
-ruff check harness strategies kernels tests
+ruff check harness strategies kernels tests benchmarks
 pytest "$@"

@@ -1,61 +1,59 @@
-"""Block-sparse attention in plain torch: online softmax over the key tiles a block list allows.
+"""Block-sparse attention in torch: each query tile attends to only the key tiles its block list
+allows, gathered side by side, through PyTorch's fused attention kernel.
 
-Shapes: q (b, h, n_q, d); k, v (b, h_kv, n_kv, d) with h a multiple of h_kv (GQA: each key
-head serves h / h_kv query heads, which are folded into the rows of a tile, so K and V are never
-copied per query head). Returns (b, h, n_q, d).
+Shapes: q (b, h, n_q, d); k, v (b, h_kv, n_kv, d) with h a multiple of h_kv (GQA: the kernel is
+told `enable_gqa`, so K and V are never repeated per query head). Returns (b, h, n_q, d).
 
-All query tiles of a batch advance together, one key tile per step (a "slot"); each step keeps
-the running maximum, normaliser and weighted sum of the flash-attention recurrence (Dao et al.,
-FlashAttention, 2022; Milakov and Gimelshein, "Online normalizer calculation for softmax",
-2018). Memory is O(n_q * tile) per step, and no score matrix of n_q x n_kv exists at any time.
+For a chunk of query tiles, the allowed key tiles are gathered into (tiles, C * T) keys and
+`scaled_dot_product_attention` runs over them with the tile masks where a tile is only partly
+allowed. The fused kernel walks those keys block by block with the online softmax of flash
+attention (Dao et al., FlashAttention, 2022), so the largest thing in memory is the gathered keys
+of one chunk: linear in n_q, never n_q x n_kv. Chunks are sized to `CHUNK_BYTES` of gathered K
+and V, which keeps peak memory flat in the input length.
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lcbench.sparse.block_list import BlockList, TileBatch
 
+CHUNK_BYTES = 64 << 20
+
 
 def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None) -> Tensor:
     b, h, n_q, d = q.shape
     h_kv, t = k.shape[1], blocks.tile
-    groups = h // h_kv
-    scale = d**-0.5 if scale is None else scale
-    q_tiles = pad_to_tiles(q, t).view(b, h_kv, groups, -1, t, d)
+    q_tiles = pad_to_tiles(q, t).view(b, h, -1, t, d)
     k_tiles = pad_to_tiles(k, t).view(b, h_kv, -1, t, d)
     v_tiles = pad_to_tiles(v, t).view(b, h_kv, -1, t, v.shape[-1])
-    out = q.new_zeros(b, h_kv, groups, q_tiles.shape[3], t, v.shape[-1])
+    out = q.new_empty(b, h, q_tiles.shape[2], t, v.shape[-1])
     for batch in blocks.batches:
-        # (b, h_kv, nq, groups * t, d): the query heads of one key head stacked as rows
-        rows = q_tiles[:, :, :, batch.q_tiles].permute(0, 1, 3, 2, 4, 5).reshape(b, h_kv, len(batch.q_tiles), groups * t, d)
-        result = attend_batch(rows * scale, k_tiles, v_tiles, blocks, batch, groups)
-        out[:, :, :, batch.q_tiles] = result.view(b, h_kv, len(batch.q_tiles), groups, t, -1).permute(0, 1, 3, 2, 4, 5)
+        width = batch.kv_tiles.shape[1]
+        per_row = 2 * b * h_kv * width * t * d * k.element_size()
+        step = max(1, CHUNK_BYTES // per_row)
+        for start in range(0, len(batch.q_tiles), step):
+            rows = slice(start, start + step)
+            q_index = batch.q_tiles[rows]
+            out[:, :, q_index] = attend_rows(q_tiles, k_tiles, v_tiles, blocks, batch, rows, scale)
     return out.view(b, h, -1, v.shape[-1])[:, :, :n_q]
 
 
-def attend_batch(rows: Tensor, k_tiles: Tensor, v_tiles: Tensor, blocks: BlockList, batch: TileBatch, groups: int) -> Tensor:
-    b, h_kv, nq, width, _ = rows.shape
-    t = blocks.tile
-    best = rows.new_full((b, h_kv, nq, width, 1), float("-inf"))
-    total = rows.new_zeros((b, h_kv, nq, width, 1))
-    acc = rows.new_zeros((b, h_kv, nq, width, v_tiles.shape[-1]))
-    for slot in range(batch.kv_tiles.shape[1]):
-        tiles = batch.kv_tiles[:, slot]
-        scores = rows @ k_tiles[:, :, tiles].transpose(-1, -2)  # (b, h_kv, nq, groups * t, t)
-        allowed = blocks.slot_mask(batch, slot)
-        if allowed is not None:
-            scores = scores.view(b, h_kv, nq, groups, t, t).masked_fill(~allowed[:, None], float("-inf")).view(scores.shape)
-        new_best = torch.maximum(best, scores.amax(-1, keepdim=True))
-        safe = new_best.masked_fill(new_best == float("-inf"), 0.0)  # rows with nothing allowed yet
-        weights = torch.exp(scores - safe)
-        rescale = torch.exp(best - safe)
-        total = total * rescale + weights.sum(-1, keepdim=True)
-        acc = acc * rescale + weights @ v_tiles[:, :, tiles]
-        best = new_best
-    return acc / total.clamp(min=torch.finfo(acc.dtype).tiny)
+def attend_rows(q_tiles: Tensor, k_tiles: Tensor, v_tiles: Tensor, blocks: BlockList, batch: TileBatch, rows: slice, scale: float | None) -> Tensor:
+    """Attention for some query tiles of a batch: (b, h, n, T, d)."""
+    b, h, _, t, d = q_tiles.shape
+    h_kv = k_tiles.shape[1]
+    q_index, kv_index = batch.q_tiles[rows], batch.kv_tiles[rows]
+    n, width = kv_index.shape
+    query = q_tiles[:, :, q_index].transpose(1, 2).reshape(b * n, h, t, d)
+    key = k_tiles[:, :, kv_index].transpose(1, 2).reshape(b * n, h_kv, width * t, d)
+    value = v_tiles[:, :, kv_index].transpose(1, 2).reshape(b * n, h_kv, width * t, v_tiles.shape[-1])
+    mask = blocks.rows_mask(batch, rows)
+    if mask is not None:
+        mask = mask.repeat(b, 1, 1)[:, None]  # (b * n, 1, T, C * T): the same for every head
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale, enable_gqa=h != h_kv)
+    return out.view(b, n, h, t, -1).transpose(1, 2)
 
 
 def pad_to_tiles(x: Tensor, tile: int) -> Tensor:

@@ -26,13 +26,18 @@ class TileBatch:
     """Query tiles that share a padded list of key tiles.
 
     q_tiles: (nq,) query tile indices; kv_tiles: (nq, C) key tile indices, padding repeats tile 0;
-    kinds: (nq, C) EMPTY (padding) / PARTIAL / FULL; masks: one (nq, T, T) bool tensor per slot
-    where some tile is not FULL, or None where they must be recomputed (too big to keep)."""
+    kinds: (nq, C) EMPTY (padding) / PARTIAL / FULL; masks: the (nq, T, C * T) element mask,
+    None where every tile is FULL, or not kept (`kept_masks` False) where too big to keep."""
 
     q_tiles: Tensor
     kv_tiles: Tensor
     kinds: Tensor
-    masks: list[Tensor | None] | None
+    masks: Tensor | None = None
+    kept_masks: bool = False
+
+    @property
+    def all_full(self) -> bool:
+        return bool((self.kinds == FULL).all())
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,16 @@ class BlockList:
     def tiles_visited(self) -> int:
         return sum(int((b.kinds != EMPTY).sum()) for b in self.batches)
 
-    def slot_mask(self, batch: TileBatch, slot: int) -> Tensor | None:
-        """(nq, T, T) element mask for one slot of a batch, or None where every tile is FULL."""
-        if bool((batch.kinds[:, slot] == FULL).all()):
+    def rows_mask(self, batch: TileBatch, rows: slice) -> Tensor | None:
+        """(n, T, C * T) element mask for some rows of a batch, or None where they are all FULL."""
+        if batch.all_full:
             return None
-        if batch.masks is not None and batch.masks[slot] is not None:
-            return batch.masks[slot]
-        return self.evaluate(batch.q_tiles, batch.kv_tiles[:, slot], batch.kinds[:, slot])
+        if batch.kept_masks:
+            return None if batch.masks is None else batch.masks[rows]
+        q_tiles, kv_tiles, kinds = batch.q_tiles[rows], batch.kv_tiles[rows], batch.kinds[rows]
+        n, width = kv_tiles.shape
+        allowed = self.evaluate(q_tiles.repeat_interleave(width), kv_tiles.reshape(-1), kinds.reshape(-1))
+        return allowed.view(n, width, self.tile, self.tile).transpose(1, 2).reshape(n, self.tile, width * self.tile)
 
     def evaluate(self, q_tiles: Tensor, kv_tiles: Tensor, kinds: Tensor | None = None) -> Tensor:
         """The mask on whole tiles: (nq, T, T) bool, False outside the sequence and on EMPTY slots."""
@@ -88,28 +96,35 @@ def build_block_list(mask: Mask, q_positions: Tensor, kv_start: int, n_kv: int, 
                 tiles.update(range(first // tile, (end_index - 1) // tile + 1))
         candidates.append(sorted(t for t in tiles if t < n_kv_tiles))
     probe = BlockList(mask, tile, q_positions, kv_start, n_kv, ())
-    kinds_per_tile = classify(probe, candidates)
-    visited = [[t for t, k in zip(c, kinds) if k != EMPTY] for c, kinds in zip(candidates, kinds_per_tile)]
-    full = [[k == FULL for k in kinds if k != EMPTY] for kinds in kinds_per_tile]
-    batches = tuple(pack(probe, rows, visited, full) for rows in split_by_width(visited) if rows)
+    visited, partial = classify(probe, candidates)
+    batches = tuple(pack(probe, rows, visited, partial) for rows in split_by_width(visited) if rows)
     return BlockList(mask, tile, q_positions, kv_start, n_kv, batches)
 
 
-def classify(probe: BlockList, candidates: list[list[int]]) -> list[list[int]]:
-    """EMPTY / PARTIAL / FULL for every candidate tile, evaluated a slot at a time."""
-    width = max((len(c) for c in candidates), default=0)
-    kinds = [[EMPTY] * len(c) for c in candidates]
+Tile = tuple[int, int]  # (query tile, key tile)
+
+
+def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[int]], dict[Tile, Tensor]]:
+    """The key tiles each query tile must visit (candidates with anything allowed), and the
+    element masks of those only partly allowed; tiles absent from that dict are FULL.
+
+    The mask is evaluated on each candidate tile once, a slot at a time (every query tile's
+    `slot`-th candidate together)."""
     t = probe.tile
-    for slot in range(width):
+    visited: list[list[int]] = [[] for _ in candidates]
+    partial: dict[Tile, Tensor] = {}
+    for slot in range(max((len(c) for c in candidates), default=0)):
         rows = [i for i, c in enumerate(candidates) if slot < len(c)]
-        q_tiles = torch.tensor(rows)
-        kv_tiles = torch.tensor([candidates[i][slot] for i in rows])
-        allowed = probe.evaluate(q_tiles, kv_tiles).view(len(rows), -1).sum(-1)
-        q_real = (torch.minimum((q_tiles + 1) * t, torch.tensor(probe.n_q)) - q_tiles * t).clamp(min=0)
-        kv_real = (torch.minimum((kv_tiles + 1) * t, torch.tensor(probe.n_kv)) - kv_tiles * t).clamp(min=0)
-        for i, count, real in zip(rows, allowed.tolist(), (q_real * kv_real).tolist()):
-            kinds[i][slot] = EMPTY if count == 0 else FULL if count == real and real == t * t else PARTIAL
-    return kinds
+        q_tiles, kv_tiles = torch.tensor(rows), torch.tensor([candidates[i][slot] for i in rows])
+        allowed = probe.evaluate(q_tiles, kv_tiles)
+        counts = allowed.view(len(rows), -1).sum(-1).tolist()
+        whole = (((q_tiles + 1) * t <= probe.n_q) & ((kv_tiles + 1) * t <= probe.n_kv)).tolist()
+        for r, i in enumerate(rows):
+            if counts[r]:
+                visited[i].append(candidates[i][slot])
+                if not (whole[r] and counts[r] == t * t):
+                    partial[(i, candidates[i][slot])] = allowed[r]
+    return visited, partial
 
 
 def split_by_width(visited: list[list[int]]) -> list[list[int]]:
@@ -121,16 +136,20 @@ def split_by_width(visited: list[list[int]]) -> list[list[int]]:
     return [[i for i, v in enumerate(visited) if len(v) <= limit], [i for i, v in enumerate(visited) if len(v) > limit]]
 
 
-def pack(probe: BlockList, rows: list[int], visited: list[list[int]], full: list[list[bool]]) -> TileBatch:
+def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: dict[Tile, Tensor]) -> TileBatch:
+    t = probe.tile
     width = max(1, max(len(visited[i]) for i in rows))
     kv_tiles = torch.zeros((len(rows), width), dtype=torch.long)
     kinds = torch.full((len(rows), width), EMPTY, dtype=torch.int8)
     for r, i in enumerate(rows):
         kv_tiles[r, : len(visited[i])] = torch.tensor(visited[i], dtype=torch.long)
-        kinds[r, : len(visited[i])] = torch.tensor([FULL if f else PARTIAL for f in full[i]], dtype=torch.int8)
-    q_tiles = torch.tensor(rows, dtype=torch.long)
-    batch = TileBatch(q_tiles, kv_tiles, kinds, None)
-    if len(rows) * width * probe.tile**2 > CACHED_MASK_BYTES:
+        kinds[r, : len(visited[i])] = torch.tensor([PARTIAL if (i, kv) in partial else FULL for kv in visited[i]], dtype=torch.int8)
+    batch = TileBatch(torch.tensor(rows, dtype=torch.long), kv_tiles, kinds)
+    if batch.all_full or len(rows) * width * t * t > CACHED_MASK_BYTES:
         return batch
-    masks = [probe.slot_mask(batch, slot) for slot in range(width)]
-    return TileBatch(q_tiles, kv_tiles, kinds, masks)
+    masks = (kinds == FULL)[:, None, :, None].expand(len(rows), t, width, t).clone()  # padding slots: False
+    for r, i in enumerate(rows):
+        for slot, kv in enumerate(visited[i]):
+            if (i, kv) in partial:
+                masks[r, :, slot] = partial[(i, kv)]
+    return TileBatch(batch.q_tiles, kv_tiles, kinds, masks.view(len(rows), t, width * t), kept_masks=True)

@@ -1,0 +1,196 @@
+"""Attention prefill and decode, side by side on this machine: full SDPA causal against the
+sparse paths (torch block loop, compiled FlexAttention) on the same sinks + window pattern, and
+decode speed from the bounded cache. Prints a markdown table and checks the targets.
+
+    python benchmarks/attention.py                       # CPU: 4k..32k
+    python benchmarks/attention.py --lengths 4k,8k,16k,32k,64k,128k --device cuda
+
+Peak memory is the rise over the call: torch's allocator peak on a GPU, process RSS on a CPU
+(`lcbench.measure.MeasureMemory`, which first hands freed buffers back to the OS, so that each
+call's peak is its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lcbench.measure import MeasureMemory
+from lcbench.model import Model, synchronize
+from lcbench.sparse.block_attention import block_sparse_attention
+from lcbench.sparse.block_list import build_block_list
+from lcbench.sparse.bounded_cache import BoundedCache
+from lcbench.sparse.flex import flex_block_attention
+from lcbench.sparse.interface import SparseCall, register, sparse_call
+from lcbench.strategies.sparse import Sparse
+from lcbench.suite import parse_length
+from lcbench.sweep import REFERENCE_DIR
+
+MiB = 1 << 20
+
+
+def measure(fn: Callable[[], Any], device: str, repeats: int) -> tuple[float, float]:
+    """(median seconds, peak MiB) of `fn`, after one warm-up call (compilation happens there)."""
+    fn()
+    with MeasureMemory(device) as meter:
+        fn()
+        synchronize(device)
+    peak = meter.result.torch_allocated_bytes if device.startswith("cuda") else meter.result.rss_bytes
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), (peak or 0) / MiB
+
+
+def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
+    g = torch.Generator(device=args.device).manual_seed(n)
+    dtype = getattr(torch, args.dtype)
+    shape = dict(device=args.device, dtype=dtype, generator=g)
+    q = torch.randn(1, args.heads, n, args.dim, **shape)  # type: ignore[call-overload]
+    k = torch.randn(1, args.kv_heads, n, args.dim, **shape)  # type: ignore[call-overload]
+    v = torch.randn(1, args.kv_heads, n, args.dim, **shape)  # type: ignore[call-overload]
+    mask = Sparse(pattern="sink_window", window=args.window, sinks=args.sinks).mask(n, 0)
+    positions = torch.arange(n)
+    row: dict[str, float] = {"n": n}
+
+    def blocks() -> Any:
+        return build_block_list(mask, positions, 0, n, args.tile)
+
+    row["build_s"], _ = measure(blocks, "cpu", args.repeats)
+    paths: dict[str, Callable[[], Any]] = {
+        "full": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+        "blocks": lambda: block_sparse_attention(q, k, v, blocks()),
+        "flex": lambda: flex_block_attention(q, k, v, built),
+    }
+    built = blocks()
+    for name, fn in paths.items():
+        if name in args.skip:
+            continue
+        row[f"{name}_s"], row[f"{name}_mib"] = measure(fn, args.device, 1 if name == "full" and n >= 16384 else args.repeats)
+    if "flex_s" in row:
+        row["flex_s"] += row["build_s"]  # the flex path needs the same block list, built once per call
+    return row
+
+
+def decode_rows(model: Model, lengths: list[int], args: argparse.Namespace) -> list[dict[str, float]]:
+    """Decode tok/s on the reference model after prompts of each length, with the bounded cache.
+    Lengths alternate within each repeat, so that drift in the machine's speed hits all alike."""
+    strategy = Sparse(pattern="sink_window", window=args.window, sinks=args.sinks, tile=args.tile)
+    model.eos_ids = set()  # decode exactly `decode_tokens` tokens
+    prompts = {
+        n: torch.randint(10, len(model.tokenizer), (n,), generator=torch.Generator().manual_seed(n)).tolist() for n in lengths
+    }
+    speeds: dict[int, list[float]] = {n: [] for n in lengths}
+    kept: dict[int, int] = {}
+    for _ in range(max(args.repeats, 3)):
+        for n in lengths:
+            cache = strategy.cache_for(model, n, 0)
+            assert isinstance(cache, BoundedCache)
+            with sparse_call(SparseCall(strategy.mask(n, 0), args.tile, "blocks", cache)), model.attention(register()):
+                generation = model.generate(prompts[n], args.decode_tokens, cache=cache)
+            speeds[n].append((generation.new_tokens - 1) / generation.decode_s)
+            kept[n] = cache.kept_tokens()
+    return [{"n": n, "decode_tok_s": statistics.median(speeds[n]), "cache_tokens": float(kept[n])} for n in lengths]
+
+
+def ratio(rows: list[dict[str, float]], key: str, n: int) -> float | None:
+    by_n = {int(r["n"]): r for r in rows}
+    if n in by_n and 2 * n in by_n and key in by_n[n] and key in by_n[2 * n] and by_n[n][key] > 0:
+        return by_n[2 * n][key] / by_n[n][key]
+    return None
+
+
+def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: argparse.Namespace) -> list[str]:
+    """The table, then each target with its measured figure; returns the failed targets."""
+    print(
+        f"\nattention prefill, 1 x {args.heads} query heads / {args.kv_heads} KV heads x d{args.dim}, {args.dtype}, "
+        f"sinks {args.sinks} + window {args.window}, tile {args.tile}, device {args.device}, {torch.get_num_threads()} threads\n"
+    )
+    print("| N | full SDPA s | blocks s | flex s | full MiB | blocks MiB | flex MiB | full/blocks | blocks/flex |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        speedup = r["full_s"] / r["blocks_s"] if "full_s" in r else float("nan")
+        vs_flex = r["blocks_s"] / r["flex_s"] if "flex_s" in r else float("nan")
+        print(
+            f"| {int(r['n'])} | {r.get('full_s', float('nan')):.3f} | {r['blocks_s']:.3f} | "
+            f"{r.get('flex_s', float('nan')):.3f} | "
+            f"{r.get('full_mib', float('nan')):.0f} | {r['blocks_mib']:.0f} | {r.get('flex_mib', float('nan')):.0f} | "
+            f"{speedup:.1f}x | {vs_flex:.2f}x |"
+        )
+    print("\n| N | decode tok/s (bounded cache, reference model) | cached tokens |\n|---|---|---|")
+    for d in decodes:
+        print(f"| {int(d['n'])} | {d['decode_tok_s']:.1f} | {int(d['cache_tokens'])} |")
+    failed: list[str] = []
+
+    def check(name: str, value: float | None, ok: bool) -> None:
+        if value is None:
+            return
+        print(f"- {'PASS' if ok else 'FAIL'} {name}: {value:.2f}")
+        if not ok:
+            failed.append(name)
+
+    print("\ntargets")
+    for r in rows:
+        n = int(r["n"])
+        for path in ("blocks", "flex"):
+            value = ratio(rows, f"{path}_mib", n)
+            check(f"{path} mem({2 * n})/mem({n}) <= 2.2", value, value is not None and value <= 2.2)
+            if n >= 8 * args.window:
+                value = ratio(rows, f"{path}_s", n)
+                check(f"{path} time({2 * n})/time({n}) <= 2.2", value, value is not None and value <= 2.2)
+    longest = max(rows, key=lambda r: r["n"])
+    if "full_s" in longest:
+        check(
+            f"full/blocks time at {int(longest['n'])} >= 4",
+            longest["full_s"] / longest["blocks_s"],
+            longest["full_s"] >= 4 * longest["blocks_s"],
+        )
+    if "flex_s" in longest:
+        check(
+            f"blocks/flex time at {int(longest['n'])} <= 1.5",
+            longest["blocks_s"] / longest["flex_s"],
+            longest["blocks_s"] <= 1.5 * longest["flex_s"],
+        )
+    if len(decodes) >= 2:
+        first, last = decodes[0], decodes[-1]
+        value = last["decode_tok_s"] / first["decode_tok_s"]
+        check(f"decode tok/s at {int(last['n'])} / at {int(first['n'])} >= 0.9", value, value >= 0.9)
+    return failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", default="4k,8k,16k,32k")
+    parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--sinks", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=128)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--skip", default="", help="paths to leave out, e.g. flex")
+    args = parser.parse_args()
+    lengths = [parse_length(x) for x in args.lengths.split(",")]
+    rows = [prefill_row(n, args) for n in lengths]
+    model = Model.load(REFERENCE_DIR, device=args.device)
+    decodes = decode_rows(model, [lengths[0], lengths[-1]], args)
+    failed = report(rows, decodes, args)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
