@@ -40,7 +40,9 @@ def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, s
     return out.view(b, h, -1, v.shape[-1])[:, :, :n_q]
 
 
-def attend_rows(q_tiles: Tensor, k_tiles: Tensor, v_tiles: Tensor, blocks: BlockList, batch: TileBatch, rows: slice, scale: float | None) -> Tensor:
+def attend_rows(
+    q_tiles: Tensor, k_tiles: Tensor, v_tiles: Tensor, blocks: BlockList, batch: TileBatch, rows: slice, scale: float | None
+) -> Tensor:
     """Attention for some query tiles of a batch: (b, h, n, T, d)."""
     b, h, _, t, d = q_tiles.shape
     h_kv = k_tiles.shape[1]

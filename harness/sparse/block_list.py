@@ -143,7 +143,9 @@ def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: d
     kinds = torch.full((len(rows), width), EMPTY, dtype=torch.int8)
     for r, i in enumerate(rows):
         kv_tiles[r, : len(visited[i])] = torch.tensor(visited[i], dtype=torch.long)
-        kinds[r, : len(visited[i])] = torch.tensor([PARTIAL if (i, kv) in partial else FULL for kv in visited[i]], dtype=torch.int8)
+        kinds[r, : len(visited[i])] = torch.tensor(
+            [PARTIAL if (i, kv) in partial else FULL for kv in visited[i]], dtype=torch.int8
+        )
     batch = TileBatch(torch.tensor(rows, dtype=torch.long), kv_tiles, kinds)
     if batch.all_full or len(rows) * width * t * t > CACHED_MASK_BYTES:
         return batch
