@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from lcbench.errors import did_you_mean
 from lcbench.model import Model
@@ -32,6 +32,7 @@ WINDOWED = ("sink_window", "window", "longformer")  # patterns whose decode need
 class Sparse(Strategy):
     name: ClassVar[str] = "sparse"
     level: ClassVar = "attention"
+    paths: ClassVar[tuple[str, ...]] = ("blocks", "flex")
 
     pattern: str = "sink_window"
     window: int = 512  # sink_window, window, longformer: keys within this many positions back
@@ -44,7 +45,7 @@ class Sparse(Strategy):
     stride: int = 128  # strided
     seed: int = 0
     tile: int = 128  # the compute block: tiles of tile x tile are visited or skipped whole
-    path: Literal["blocks", "flex"] = "blocks"
+    path: str = "blocks"  # prefill: `blocks` (torch) or `flex` (compiled FlexAttention)
     bounded_cache: bool = True  # window patterns: decode from sinks + window + globals only
 
     def __post_init__(self) -> None:
@@ -67,8 +68,8 @@ class Sparse(Strategy):
             raise ValueError(
                 f"bigbird block {self.block} and tile {self.tile}: one must divide the other, e.g. block {self.tile}"
             )
-        if self.path not in ("blocks", "flex"):
-            raise ValueError(f"path must be blocks or flex, got {self.path!r}")
+        if self.path not in self.paths:
+            raise ValueError(f"path must be {' or '.join(self.paths)}, got {self.path!r}")
 
     def problems(self, context_lengths: Sequence[int]) -> list[str]:
         return []  # a window past the context is allowed: the record says it attends like full
@@ -108,11 +109,15 @@ class Sparse(Strategy):
         layers = model.hf_model.config.get_text_config().num_hidden_layers
         return BoundedCache(layers, sinks, self.window, self.global_positions(prompt_tokens, query_tokens))
 
+    def call(self, prompt_tokens: int, query_tokens: int, cache: object | None) -> SparseCall:
+        """The settings one generation runs with (the attention path, mask and cache)."""
+        return SparseCall(self.mask(prompt_tokens, query_tokens), self.tile, self.path, cache)  # type: ignore[arg-type]
+
     def run(self, model: Model, example: Example) -> Prediction:
         context, query = model.encode(example.context), model.encode(example.query_text)
         prompt = context + query
         cache = self.cache_for(model, len(prompt), len(query))
-        call = SparseCall(self.mask(len(prompt), len(query)), self.tile, self.path, cache)
+        call = self.call(len(prompt), len(query), cache)
         with sparse_call(call), model.attention(register()):
             generation = model.generate(prompt, example.max_new_tokens(len(context)), cache=cache)
         extra = {"tile_density": round(sum(call.tiles) / max(len(call.tiles), 1), 4)}

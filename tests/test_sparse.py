@@ -124,10 +124,10 @@ def long_example(model: Model, prompt_tokens: int, new_tokens: int) -> Example:
 
 
 def generate(model: Model, strategy, prompt: list[int], new_tokens: int) -> str:
-    from lcbench.sparse.interface import SparseCall, register, sparse_call
+    from lcbench.sparse.interface import register, sparse_call
 
     cache = strategy.cache_for(model, len(prompt), 0)
-    call = SparseCall(strategy.mask(len(prompt), 0), strategy.tile, strategy.path, cache)
+    call = strategy.call(len(prompt), 0, cache)
     with sparse_call(call), model.attention(register()):
         return model.generate(prompt, new_tokens, cache=cache).text
 

@@ -27,14 +27,15 @@ from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.patterns import Mask
 
 NAME = "lcbench_sparse"
-Path = Literal["blocks", "flex"]
+Path = Literal["blocks", "flex", "triton"]
 
 
 @dataclass(frozen=True)
 class Plan:
     """What every layer of one forward call runs: a block list, or dense rows over few keys."""
 
-    path: str  # "blocks", "flex" or "rows"
+    path: str  # "blocks", "flex", "triton" (prefill), "rows" or "triton-decode" (decode)
+    call: SparseCall
     blocks: BlockList | None = None
     rows: Tensor | None = None  # (n_q, n_kv) bool, only where n_q is small (decode)
 
@@ -47,7 +48,9 @@ class SparseCall:
     tile: int
     path: Path
     cache: Any
+    element_mask: Any = None  # triton: the kernel's in-tile mask (kernels.block_sparse_attention.ElementMask)
     ran: collections.Counter[str] = field(default_factory=collections.Counter)
+    configs: set[str] = field(default_factory=set)  # triton: the autotuned configs that ran
     tiles: list[float] = field(default_factory=list)  # share of tiles visited, per prefill
 
     def plan(self, q_length: int, kv_length: int, q_offset: int) -> Plan:
@@ -61,14 +64,15 @@ class SparseCall:
             # Decode: one row over the kept keys, linear in them; a bounded cache keeps only keys
             # the pattern allows, so the row is all true there.
             zero = torch.zeros((), dtype=torch.long)
-            self.ran["rows"] += 1
-            return Plan("rows", rows=self.mask(zero, zero, q_positions[:, None], kv_positions[None, :]))
+            path = "triton-decode" if self.path == "triton" and q_length == 1 else "rows"
+            self.ran[path] += 1
+            return Plan(path, self, rows=self.mask(zero, zero, q_positions[:, None], kv_positions[None, :]))
         blocks = build_block_list(self.mask, q_positions, int(kv_positions[0]), len(kv_positions), self.tile)
         total = -(-q_length // self.tile) * -(-len(kv_positions) // self.tile)
         self.tiles.append(blocks.tiles_visited() / total)
-        path = self.path if q_offset == 0 else "blocks"  # the flex path takes whole prefills only
+        path = "blocks" if self.path == "flex" and q_offset else self.path  # flex takes whole prefills only
         self.ran[path] += 1
-        return Plan(path, blocks=blocks)
+        return Plan(path, self, blocks=blocks)
 
 
 ACTIVE: contextvars.ContextVar[SparseCall] = contextvars.ContextVar("lcbench_sparse_call")
@@ -89,13 +93,26 @@ def sparse_attention(
         raise RuntimeError(
             f"{NAME} attention was called without its plan (mask: {type(plan).__name__}); use it through `sparse_call`"
         )
-    if plan.blocks is not None:
-        if plan.path == "flex":
-            from lcbench.sparse.flex import flex_block_attention
+    if plan.path == "triton":
+        from lcbench.kernels.block_sparse_attention import block_sparse_attention as fused_prefill
 
-            out = flex_block_attention(query, key, value, plan.blocks, scaling)
-        else:
-            out = block_sparse_attention(query, key, value, plan.blocks, scaling)
+        assert plan.blocks is not None
+        out, config = fused_prefill(query, key, value, plan.blocks, plan.call.element_mask, scaling)
+        plan.call.configs.add(f"prefill {config}")
+    elif plan.path == "triton-decode":
+        from lcbench.kernels.decode_attention import decode_attention
+
+        assert plan.rows is not None
+        allowed = None if bool(plan.rows.all()) else plan.rows[0].to(query.device)
+        out, config = decode_attention(query, key, value, allowed, scaling)
+        plan.call.configs.add(f"decode {config}")
+    elif plan.path == "flex":
+        from lcbench.sparse.flex import flex_block_attention
+
+        assert plan.blocks is not None
+        out = flex_block_attention(query, key, value, plan.blocks, scaling)
+    elif plan.blocks is not None:
+        out = block_sparse_attention(query, key, value, plan.blocks, scaling)
     else:
         assert plan.rows is not None
         rows = None if bool(plan.rows.all()) else plan.rows.to(query.device)

@@ -1,0 +1,139 @@
+"""The Triton kernels against their fp32 torch references, at odd sizes, on CUDA when there is
+one and otherwise through Triton's interpreter; the `triton_fused` strategy end to end.
+
+Tolerance as FlashAttention's tests: the kernel's error against the fp32 reference may be at most
+twice that of plain torch in the same precision, plus a small atol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton", reason="Triton is not installed: the kernels cannot run here")
+
+from lcbench.kernels.block_sparse_attention import block_sparse_attention, reference_attention  # noqa: E402
+from lcbench.kernels.decode_attention import decode_attention, reference_decode  # noqa: E402
+from lcbench.sparse.block_list import build_block_list  # noqa: E402
+from lcbench.strategies.sparse import PATTERNS, Sparse  # noqa: E402
+from lcbench.strategies.triton_fused import TritonFused  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SMALL = {
+    "window": 40,
+    "sinks": 3,
+    "block": 32,
+    "local_blocks": 2,
+    "random_blocks": 1,
+    "global_blocks": 1,
+    "stride": 24,
+    "seed": 5,
+}
+ATOL = {torch.float32: 1e-5, torch.float16: 2e-3}
+
+
+def tensors(shape_q, shape_kv, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = torch.randn(shape_q, generator=g), torch.randn(shape_kv, generator=g), torch.randn(shape_kv, generator=g)
+    return q.to(DEVICE, dtype), k.to(DEVICE, dtype), v.to(DEVICE, dtype)
+
+
+def within_tolerance(out, reference_fp32, torch_same_dtype, dtype) -> bool:
+    kernel_error = (out.float() - reference_fp32).abs().max()
+    torch_error = (torch_same_dtype.float() - reference_fp32).abs().max()
+    return bool(kernel_error <= 2 * torch_error + ATOL[dtype])
+
+
+def prefill_case(pattern: str, n: int, dim: int, groups: int, dtype: torch.dtype) -> None:
+    strategy = TritonFused(pattern=pattern, tile=32, **SMALL)
+    call = strategy.call(n, min(2, n), None)
+    kv_heads = 2 if groups > 1 else 3
+    q, k, v = tensors((1, kv_heads * groups, n, dim), (1, kv_heads, n, dim), dtype, seed=n + dim)
+    blocks = build_block_list(call.mask, torch.arange(n), 0, n, strategy.tile)
+    out, config = block_sparse_attention(q, k, v, blocks, call.element_mask)
+    reference = reference_attention(q.cpu(), k.cpu(), v.cpu(), call.mask)
+    same_dtype = reference if dtype == torch.float32 else torch_attention_in(dtype, q.cpu(), k.cpu(), v.cpu(), call.mask)
+    assert out.shape == q.shape and out.dtype == dtype and config
+    assert within_tolerance(out.cpu(), reference, same_dtype, dtype), float((out.cpu().float() - reference).abs().max())
+
+
+def torch_attention_in(dtype, q, k, v, mask):
+    """Plain torch attention computed in `dtype` (the error budget the kernel is held to)."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    positions = torch.arange(q.shape[2])
+    zero = torch.zeros((), dtype=torch.long)
+    allowed = mask(zero, zero, positions[:, None], positions[None, :])
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")).float(), -1).to(dtype) @ v
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("n", [1, 17, 128, 257])
+def test_prefill_kernel_every_pattern_fp32_gqa(pattern, n):
+    prefill_case(pattern, n, dim=32, groups=4, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("pattern", ["sink_window", "bigbird", "longformer"])
+@pytest.mark.parametrize("dim,groups", [(64, 1), (64, 4), (32, 1)])
+def test_prefill_kernel_head_dims_and_groups(pattern, dim, groups):
+    prefill_case(pattern, 129, dim=dim, groups=groups, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("pattern", ["causal", "sink_window", "strided"])
+@pytest.mark.parametrize("n", [17, 257])
+def test_prefill_kernel_fp16(pattern, n):
+    prefill_case(pattern, n, dim=32, groups=4, dtype=torch.float16)
+
+
+@pytest.mark.parametrize("n", [1, 17, 300])
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_decode_kernel_against_reference(n, groups, masked, dtype):
+    q, k, v = tensors((1, 2 * groups, 1, 32), (1, 2, n, 32), dtype, seed=n * groups)
+    allowed = None
+    if masked:
+        allowed = torch.arange(n) % 3 != 1
+        allowed[-1] = True
+        allowed = allowed.to(DEVICE)
+    out, _ = decode_attention(q, k, v, allowed, block_n=16)
+    reference = reference_decode(q.cpu(), k.cpu(), v.cpu(), None if allowed is None else allowed.cpu())
+    same_dtype = reference
+    if dtype != torch.float32:
+        groups_ = q.shape[1] // k.shape[1]
+        scores = (q.cpu() @ k.cpu().repeat_interleave(groups_, 1).transpose(-1, -2)) * 32**-0.5
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed.cpu(), float("-inf"))
+        same_dtype = torch.softmax(scores.float(), -1).to(dtype) @ v.cpu().repeat_interleave(groups_, 1)
+    assert out.shape == q.shape
+    assert within_tolerance(out.cpu(), reference, same_dtype, dtype)
+
+
+def test_bad_head_dim_is_refused():
+    q, k, v = tensors((1, 2, 1, 48), (1, 2, 5, 48), torch.float32, seed=0)
+    with pytest.raises(ValueError, match="head dim 48"):
+        decode_attention(q, k, v)
+
+
+def test_triton_fused_gives_the_tokens_of_sparse(reference):
+    from lcbench.tasks.mt import Mt
+
+    example = Mt().examples(reference, 96, 1, seed=4)[0]
+    fused = TritonFused(pattern="sink_window", window=40, sinks=4, tile=32).run(reference, example)
+    expected = Sparse(pattern="sink_window", window=40, sinks=4, tile=32).run(reference, example)
+    assert fused.text == expected.text and fused.text
+    assert "triton x1" in fused.note and "triton-decode" in fused.note and "triton configs" in fused.note
+
+
+def test_without_cuda_or_interpreter_the_cell_is_unavailable(monkeypatch, llama):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    reason = TritonFused().unavailable_reason(llama)
+    if DEVICE == "cuda":
+        assert reason is None or "head dims" in reason
+    else:
+        assert reason is not None and "CUDA" in reason and "TRITON_INTERPRET=1" in reason
+
+
+def test_bigbird_blocks_must_hold_whole_tiles():
+    with pytest.raises(ValueError, match="divide the bigbird block"):
+        TritonFused(pattern="bigbird", block=32, tile=64)
