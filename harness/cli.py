@@ -27,8 +27,12 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run a suite and write records, summary and report", epilog=EPILOG,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="run a suite and write records, summary and report",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/mt.yaml")
     run.add_argument("--model", help="local Hugging Face model folder, or `reference` (the shipped model)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")

@@ -178,9 +178,11 @@ class Model:
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def generate(self, prompt: list[int], max_new_tokens: int, cache: Any | None = None) -> Generation:
-        """Greedy decoding: one prefill over `prompt`, then one token at a time from the cache
-        (`cache`, empty, where a strategy brings its own, e.g. a bounded one)."""
+    def generate(self, prompt: list[int], max_new_tokens: int, cache: Any | None = None, prefill_chunk: int = 0) -> Generation:
+        """Greedy decoding: a prefill over `prompt`, then one token at a time from the cache
+        (`cache`, empty, where a strategy brings its own, e.g. a bounded one). A `prefill_chunk`
+        feeds the prompt that many tokens per forward call: with a bounded cache, prefill memory
+        then stays flat in the prompt length."""
         import torch
 
         if not prompt:
@@ -189,8 +191,10 @@ class Model:
             synchronize(self.device)
             start = time.perf_counter()
             cache = {self._cache_keyword: self.new_cache() if cache is None else cache}  # filled in place by every call
-            ids = torch.tensor([prompt], device=self.device)
-            out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
+            step_size = prefill_chunk if prefill_chunk > 0 else len(prompt)
+            for begin in range(0, len(prompt), step_size):
+                ids = torch.tensor([prompt[begin : begin + step_size]], device=self.device)
+                out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
             token, logprob = greedy(out.logits[0, -1])
             synchronize(self.device)
             first = time.perf_counter()

@@ -22,9 +22,7 @@ class Cell:
 
 
 def cell_key(suite_hash: str, task: TaskSpec, strategy: StrategySpec, length: int, samples: int, seed: int) -> str:
-    blob = json.dumps(
-        [suite_hash, task.model_dump(), strategy.model_dump(), length, samples, seed], sort_keys=True, default=str
-    )
+    blob = json.dumps([suite_hash, task.model_dump(), strategy.model_dump(), length, samples, seed], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -45,8 +45,12 @@ def metric_table(summary: pd.DataFrame, task: str, column: str, higher_is_better
     best: dict[int, str] = {}  # compared as printed, so equal-looking figures are marked alike
     for length in lengths:
         values = [
-            r[column] for s in strategies if (r := cells.get((s, length))) is not None and r["status"] == "ok"
-            and r.get(column) is not None and not pd.isna(r.get(column))
+            r[column]
+            for s in strategies
+            if (r := cells.get((s, length))) is not None
+            and r["status"] == "ok"
+            and r.get(column) is not None
+            and not pd.isna(r.get(column))
         ]
         if len({format(v, fmt) for v in values}) > 1:  # a tie everywhere marks nothing
             best[length] = format(max(values) if higher_is_better else min(values), fmt)
@@ -120,7 +124,9 @@ def headline(summary: pd.DataFrame, records: Sequence[Record]) -> str:
     for _, r in summary.iterrows():
         metrics = quality_metrics(summary, records, r["task"])
         quality = _cell_text(r, metrics[0], ".3f") if metrics else str(r["status"])
-        rows.append([r["task"], r["strategy"], r["context_length"], f"{metrics[0] if metrics else ''} {quality}".strip()]
-                    + [_cell_text(r, c, COST[c][2]) for c in ("peak_mem_mb", "prefill_tok_s", "decode_tok_s", "latency_s")])
+        rows.append(
+            [r["task"], r["strategy"], r["context_length"], f"{metrics[0] if metrics else ''} {quality}".strip()]
+            + [_cell_text(r, c, COST[c][2]) for c in ("peak_mem_mb", "prefill_tok_s", "decode_tok_s", "latency_s")]
+        )
     headers = ["task", "strategy", "length", "quality", "peak MB", "prefill tok/s", "decode tok/s", "latency s"]
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)

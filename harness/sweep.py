@@ -42,16 +42,25 @@ def run_suite(suite: Suite, suite_hash: str, suite_file: str, console: Console |
     model = Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code)
     run_dir = new_run_dir(suite)
     env = environment(
-        suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed,
-        model=suite.model, device=model.device, dtype=str(next(model.hf_model.parameters()).dtype),
+        suite=suite.name,
+        suite_file=suite_file,
+        suite_hash=suite_hash,
+        seed=suite.seed,
+        model=suite.model,
+        device=model.device,
+        dtype=str(next(model.hf_model.parameters()).dtype),
     )
     write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
     write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
     cells = plan(suite, suite_hash)
     examples = ExampleCache(suite, model)
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
     )
     with RecordWriter(run_dir / "records.jsonl") as writer, Progress(*columns, console=console) as progress:
         overall = progress.add_task("all cells", total=len(cells) * suite.samples)

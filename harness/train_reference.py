@@ -319,8 +319,12 @@ def train(
         if (step + 1) % log_every == 0 or step + 1 == recipe.steps:
             elapsed = time.perf_counter() - start
             entry = {
-                "step": step + 1, "elapsed_s": round(elapsed), "tok_s": round(tokens / elapsed),
-                "max_length": curriculum.top, "mixed": curriculum.mixed, "lr": round(learning_rate(recipe, step), 6),
+                "step": step + 1,
+                "elapsed_s": round(elapsed),
+                "tok_s": round(tokens / elapsed),
+                "max_length": curriculum.top,
+                "mixed": curriculum.mixed,
+                "lr": round(learning_rate(recipe, step), 6),
                 **{f: round(sum(v) / len(v), 3) for f, v in window.items() if v},
             }
             log.append(entry)

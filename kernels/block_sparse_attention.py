@@ -19,7 +19,7 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
-from lcbench.kernels.launch import chosen_config, kernel
+from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel
 from lcbench.sparse.block_list import EMPTY, PARTIAL, BlockList
 from lcbench.sparse.patterns import Mask
 
@@ -107,8 +107,9 @@ def block_sparse_attention(
     """The kernel over `blocks` (tiles of `blocks.tile`), partly allowed tiles masked by
     `element_mask`. Returns (output, the autotuned config)."""
     b, h, n_q, d = q.shape
-    if d not in (16, 32, 64, 128):
-        raise ValueError(f"head dim {d} is not supported by the Triton kernel; 16, 32, 64 or 128")
+    check_attention_inputs(q, k, v)
+    if k.shape[2] != blocks.n_kv or n_q != blocks.n_q:
+        raise ValueError(f"the block list covers {blocks.n_q} queries x {blocks.n_kv} keys; got {n_q} x {k.shape[2]}")
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     out = torch.empty_like(q)
     counts, indices, flags = compact_block_list(blocks, q.device)

@@ -17,7 +17,7 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
-from lcbench.kernels.launch import chosen_config, kernel
+from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel
 
 CONFIGS = ((2, 2), (4, 2), (4, 3), (8, 2))
 TARGET_SPLITS = 32
@@ -90,8 +90,7 @@ def decode_attention(
     b, h, one, d = q.shape
     if one != 1:
         raise ValueError(f"decode_attention takes one query token, got {one}")
-    if d not in (16, 32, 64, 128):
-        raise ValueError(f"head dim {d} is not supported by the Triton kernel; 16, 32, 64 or 128")
+    check_attention_inputs(q, k, v)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     n, kv_heads = k.shape[2], k.shape[1]
     groups = h // kv_heads

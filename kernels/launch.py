@@ -43,3 +43,29 @@ def chosen_config(compiled: Any) -> str:
     if best is not None:
         return f"num_warps={best.num_warps}, num_stages={best.num_stages}"
     return "interpreter" if interpreting() else "default"
+
+
+HEAD_DIMS = (16, 32, 64, 128)
+DTYPES = ("float16", "bfloat16", "float32")
+
+
+def check_attention_inputs(q: Any, k: Any, v: Any) -> None:
+    """Refuse, before launch, what the kernels do not cover: q (b, h, n_q, d), k and v
+    (b, h_kv, n_kv, d) alike, h a multiple of h_kv, d in HEAD_DIMS, one dtype of DTYPES."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"q, k, v must be 4-D (batch, heads, tokens, head dim); got {q.dim()}, {k.dim()}, {v.dim()} dims")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape; got {tuple(k.shape)} and {tuple(v.shape)}")
+    if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} must agree on batch and head dim")
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"query heads ({q.shape[1]}) must be a multiple of key/value heads ({k.shape[1]})")
+    if q.shape[3] not in HEAD_DIMS:
+        raise ValueError(
+            f"head dim {q.shape[3]} is not supported by the Triton kernels; use one of {', '.join(map(str, HEAD_DIMS))}"
+        )
+    dtypes = {str(t.dtype).removeprefix("torch.") for t in (q, k, v)}
+    if len(dtypes) != 1 or not dtypes <= set(DTYPES):
+        raise ValueError(f"q, k, v must share one dtype of {', '.join(DTYPES)}; got {', '.join(sorted(dtypes))}")
+    if len({t.device for t in (q, k, v)}) != 1:
+        raise ValueError("q, k, v must be on one device")

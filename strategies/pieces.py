@@ -65,4 +65,3 @@ def split_fixed(ids: list[int], size: int, overlap: int = 0) -> list[list[int]]:
     """Consecutive slices of `size` tokens, each starting `size - overlap` after the last."""
     step = size - overlap
     return [ids[start : start + size] for start in range(0, max(len(ids) - overlap, 1), step)]
-

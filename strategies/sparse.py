@@ -47,6 +47,7 @@ class Sparse(Strategy):
     tile: int = 128  # the compute block: tiles of tile x tile are visited or skipped whole
     path: str = "blocks"  # prefill: `blocks` (torch) or `flex` (compiled FlexAttention)
     bounded_cache: bool = True  # window patterns: decode from sinks + window + globals only
+    prefill_chunk: int = 1024  # window patterns with the bounded cache: prompt tokens per forward (0: one pass)
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
@@ -59,6 +60,7 @@ class Sparse(Strategy):
             "sinks": self.sinks,
             "random_blocks": self.random_blocks,
             "global_blocks": self.global_blocks,
+            "prefill_chunk": self.prefill_chunk,
         }.items():
             if value < 0:
                 raise ValueError(f"{field_name} must be 0 or more, got {value}")
@@ -109,6 +111,11 @@ class Sparse(Strategy):
         layers = model.hf_model.config.get_text_config().num_hidden_layers
         return BoundedCache(layers, sinks, self.window, self.global_positions(prompt_tokens, query_tokens))
 
+    def chunk_for(self, cache: object | None) -> int:
+        """Chunked prefill only where the cache is bounded: each chunk then attends to at most
+        sinks + window + globals cached keys besides itself, so prefill memory stays flat."""
+        return self.prefill_chunk if isinstance(cache, BoundedCache) else 0
+
     def call(self, prompt_tokens: int, query_tokens: int, cache: object | None) -> SparseCall:
         """The settings one generation runs with (the attention path, mask and cache)."""
         return SparseCall(self.mask(prompt_tokens, query_tokens), self.tile, self.path, cache)  # type: ignore[arg-type]
@@ -119,7 +126,9 @@ class Sparse(Strategy):
         cache = self.cache_for(model, len(prompt), len(query))
         call = self.call(len(prompt), len(query), cache)
         with sparse_call(call), model.attention(register()):
-            generation = model.generate(prompt, example.max_new_tokens(len(context)), cache=cache)
+            generation = model.generate(
+                prompt, example.max_new_tokens(len(context)), cache=cache, prefill_chunk=self.chunk_for(cache)
+            )
         extra = {"tile_density": round(sum(call.tiles) / max(len(call.tiles), 1), 4)}
         if isinstance(cache, BoundedCache):
             extra["kv_cache_tokens"] = cache.kept_tokens()

@@ -13,12 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lcbench.kernels.launch import interpreting, triton_missing
+from lcbench.kernels.launch import HEAD_DIMS, interpreting, triton_missing
 from lcbench.model import Model
 from lcbench.sparse.interface import SparseCall
 from lcbench.strategies.sparse import Sparse
-
-HEAD_DIMS = (16, 32, 64, 128)
 
 
 @dataclass

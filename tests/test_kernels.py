@@ -109,10 +109,37 @@ def test_decode_kernel_against_reference(n, groups, masked, dtype):
     assert within_tolerance(out.cpu(), reference, same_dtype, dtype)
 
 
-def test_bad_head_dim_is_refused():
-    q, k, v = tensors((1, 2, 1, 48), (1, 2, 5, 48), torch.float32, seed=0)
-    with pytest.raises(ValueError, match="head dim 48"):
+@pytest.mark.parametrize(
+    "shape_q,shape_kv,dtype,message",
+    [
+        ((1, 2, 1, 48), (1, 2, 5, 48), torch.float32, "head dim 48 is not supported"),
+        ((1, 3, 1, 32), (1, 2, 5, 32), torch.float32, "multiple of key/value heads"),
+        ((2, 2, 1, 32), (1, 2, 5, 32), torch.float32, "must agree on batch and head dim"),
+        ((1, 2, 1, 32), (1, 2, 5, 32), torch.float64, "share one dtype of float16, bfloat16, float32"),
+    ],
+)
+def test_inputs_the_kernels_do_not_cover_are_refused_before_launch(shape_q, shape_kv, dtype, message):
+    q, k, v = tensors(shape_q, shape_kv, dtype, seed=0)
+    with pytest.raises(ValueError, match=message):
         decode_attention(q, k, v)
+
+
+def test_a_block_list_of_another_size_is_refused():
+    q, k, v = tensors((1, 2, 40, 32), (1, 2, 40, 32), torch.float32, seed=0)
+    call = TritonFused(pattern="causal", tile=32).call(50, 1, None)
+    blocks = build_block_list(call.mask, torch.arange(50), 0, 50, 32)
+    with pytest.raises(ValueError, match="covers 50 queries x 50 keys; got 40 x 40"):
+        block_sparse_attention(q, k, v, blocks, call.element_mask)
+
+
+@pytest.mark.parametrize("pattern", ["sink_window", "longformer"])
+def test_triton_fused_gives_full_attention_tokens_when_the_window_covers_everything(tiny_model, pattern):
+    from lcbench.strategies.full import Full
+    from lcbench.tasks.needle import Needle
+
+    example = Needle().examples(tiny_model, 80, 1, seed=2)[0]
+    fused = TritonFused(pattern=pattern, window=512, tile=32).run(tiny_model, example)
+    assert fused.text == Full().run(tiny_model, example).text and "attends like full" in fused.note
 
 
 def test_triton_fused_gives_the_tokens_of_sparse(reference):

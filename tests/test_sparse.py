@@ -186,3 +186,25 @@ def test_a_model_without_the_attention_interface_is_unavailable(llama):
     model.hf_model = Opaque()
     reason = Sparse().unavailable_reason(model)
     assert reason is not None and "Opaque" in reason and "AttentionInterface" in reason
+
+
+def test_chunked_prefill_gives_the_tokens_of_one_pass(llama):
+    example = long_example(llama, 300, 30)
+    one_pass = Sparse(pattern="sink_window", window=64, sinks=4, tile=32, prefill_chunk=0).run(llama, example)
+    chunked = Sparse(pattern="sink_window", window=64, sinks=4, tile=32, prefill_chunk=50).run(llama, example)
+    assert chunked.text == one_pass.text and "rows" in chunked.note
+
+
+def test_chunked_prefill_memory_is_flat_in_the_prompt_length(reference):
+    from lcbench.measure import MeasureMemory
+    from lcbench.sparse.interface import register, sparse_call
+
+    strategy = Sparse(pattern="sink_window", window=256, prefill_chunk=512)
+    peaks = {}
+    for n in (2048, 8192):
+        prompt = torch.randint(10, 1000, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+        cache = strategy.cache_for(reference, n, 0)
+        with MeasureMemory("cpu") as meter, sparse_call(strategy.call(n, 0, cache)), reference.attention(register()):
+            reference.generate(prompt, 1, cache=cache, prefill_chunk=strategy.chunk_for(cache))
+        peaks[n] = meter.result.rss_bytes
+    assert peaks[8192] < 1.5 * peaks[2048] + (4 << 20)  # 4x the prompt, about the same memory

@@ -11,7 +11,8 @@ from lcbench.suite import load_suite
 
 
 @pytest.mark.parametrize("path", SUITES, ids=[p.name for p in SUITES])
-def test_shipped_suite_runs(path, tiny_dir, tmp_path, capsys):
+def test_shipped_suite_runs(path, tiny_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # as on a CPU machine: triton_fused is recorded unavailable
     suite, _ = load_suite(path, model=str(tiny_dir))
     assert suite.description and path.read_text().startswith("#")  # says what it shows
     shortest = str(suite.context_lengths[0])
@@ -21,3 +22,17 @@ def test_shipped_suite_runs(path, tiny_dir, tmp_path, capsys):
     records = list(read_records(run_dir / "records.jsonl"))
     assert len(records) == len(suite.tasks) * len(suite.strategies)
     assert {r.status for r in records} <= {"ok", "unavailable"}
+
+
+def test_triton_fused_without_cuda_is_reported_unavailable_while_the_rest_runs(tiny_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    path = next(p for p in SUITES if p.name == "mt.yaml")
+    args = ["run", str(path), "--model", str(tiny_dir), "--lengths", "256", "--limit", "1", "--out", str(tmp_path)]
+    assert main(args) == 0, capsys.readouterr().err
+    (run_dir,) = tmp_path.iterdir()
+    records = list(read_records(run_dir / "records.jsonl"))
+    fused = [r for r in records if r.strategy.startswith("triton_fused")]
+    assert fused and all(r.status == "unavailable" and "CUDA" in r.message for r in fused)
+    assert all(r.status == "ok" for r in records if not r.strategy.startswith("triton_fused"))
+    report = (run_dir / "report.md").read_text()
+    assert "unavailable" in report and "triton_fused runs Triton kernels on a CUDA GPU" in report

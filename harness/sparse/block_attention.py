@@ -9,7 +9,8 @@ For a chunk of query tiles, the allowed key tiles are gathered into (tiles, C * 
 allowed. The fused kernel walks those keys block by block with the online softmax of flash
 attention (Dao et al., FlashAttention, 2022), so the largest thing in memory is the gathered keys
 of one chunk: linear in n_q, never n_q x n_kv. Chunks are sized to `CHUNK_BYTES` of gathered K
-and V, which keeps peak memory flat in the input length.
+and V, or of scores where SDPA's CPU kernel takes a masked tile row through its math path, which
+keeps the working memory flat in the input length.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from lcbench.sparse.block_list import BlockList, TileBatch
 
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 16 << 20
 
 
 def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None) -> Tensor:
@@ -31,8 +32,9 @@ def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, s
     out = q.new_empty(b, h, q_tiles.shape[2], t, v.shape[-1])
     for batch in blocks.batches:
         width = batch.kv_tiles.shape[1]
-        per_row = 2 * b * h_kv * width * t * d * k.element_size()
-        step = max(1, CHUNK_BYTES // per_row)
+        gathered = 2 * b * h_kv * width * t * d * k.element_size()
+        scores = b * h * t * width * t * 4  # where the kernel falls back to materialising a masked tile row
+        step = max(1, CHUNK_BYTES // max(gathered, scores))
         for start in range(0, len(batch.q_tiles), step):
             rows = slice(start, start + step)
             q_index = batch.q_tiles[rows]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lcbench.sparse.patterns import Mask
+from lcbench.sparse.patterns import ALL, NONE, Mask
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
 CACHED_MASK_BYTES = 64 << 20  # element masks kept across layers up to this size, else recomputed
@@ -108,22 +108,39 @@ def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[i
     """The key tiles each query tile must visit (candidates with anything allowed), and the
     element masks of those only partly allowed; tiles absent from that dict are FULL.
 
-    The mask is evaluated on each candidate tile once, a slot at a time (every query tile's
-    `slot`-th candidate together)."""
+    Tiles the mask settles by itself (wholly inside or outside a window, say) cost nothing; the
+    rest are evaluated once, a slot at a time (every query tile's `slot`-th candidate together),
+    so a causal or window pattern evaluates only its diagonal and edges."""
     t = probe.tile
     visited: list[list[int]] = [[] for _ in candidates]
     partial: dict[Tile, Tensor] = {}
+    q_pos = probe.q_positions.tolist()
     for slot in range(max((len(c) for c in candidates), default=0)):
-        rows = [i for i, c in enumerate(candidates) if slot < len(c)]
-        q_tiles, kv_tiles = torch.tensor(rows), torch.tensor([candidates[i][slot] for i in rows])
+        unknown: list[int] = []
+        for i, tiles in enumerate(candidates):
+            if slot >= len(tiles):
+                continue
+            kv = tiles[slot]
+            q_lo, q_hi = q_pos[i * t], q_pos[min((i + 1) * t, probe.n_q) - 1] + 1
+            whole = (i + 1) * t <= probe.n_q and (kv + 1) * t <= probe.n_kv
+            box = (q_lo, q_hi, probe.kv_start + kv * t, probe.kv_start + min((kv + 1) * t, probe.n_kv))
+            settled = probe.mask.settles(box)
+            if settled is ALL and whole:
+                visited[i].append(kv)
+            elif settled is not NONE:
+                unknown.append(i)
+        if not unknown:
+            continue
+        q_tiles, kv_tiles = torch.tensor(unknown), torch.tensor([candidates[i][slot] for i in unknown])
         allowed = probe.evaluate(q_tiles, kv_tiles)
-        counts = allowed.view(len(rows), -1).sum(-1).tolist()
-        whole = (((q_tiles + 1) * t <= probe.n_q) & ((kv_tiles + 1) * t <= probe.n_kv)).tolist()
-        for r, i in enumerate(rows):
+        counts = allowed.view(len(unknown), -1).sum(-1).tolist()
+        for r, i in enumerate(unknown):
+            kv = candidates[i][slot]
             if counts[r]:
-                visited[i].append(candidates[i][slot])
-                if not (whole[r] and counts[r] == t * t):
-                    partial[(i, candidates[i][slot])] = allowed[r]
+                visited[i].append(kv)
+                whole = (i + 1) * t <= probe.n_q and (kv + 1) * t <= probe.n_kv
+                if not (whole and counts[r] == t * t):
+                    partial[(i, kv)] = allowed[r]
     return visited, partial
 
 

@@ -22,13 +22,29 @@ Spans = list[tuple[int, int]]  # half-open key-position intervals, sorted, disjo
 EVERYTHING = 1 << 62
 
 
-class Mask:
-    """A mask function with a name and a bound on the keys it allows."""
+Box = tuple[int, int, int, int]  # query positions [q_lo, q_hi) x key positions [kv_lo, kv_hi)
+ALL, NONE = True, False  # what `settles` says of a box: every pair allowed, or none
 
-    def __init__(self, name: str, allows: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor], spans: Callable[[int, int], Spans]):
+
+def unsettled(box: Box) -> bool | None:
+    return None
+
+
+class Mask:
+    """A mask function with a name, a bound on the keys it allows (`spans`) and, where it can
+    tell without evaluating pairs, whether a whole box of positions is allowed (`settles`)."""
+
+    def __init__(
+        self,
+        name: str,
+        allows: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor],
+        spans: Callable[[int, int], Spans],
+        settles: Callable[[Box], bool | None] = unsettled,
+    ):
         self.__name__ = name
         self.allows = allows
         self.spans = spans  # (q_lo, q_hi) -> keys possibly allowed for any query position in [q_lo, q_hi)
+        self.settles = settles  # box -> ALL, NONE, or None where only evaluating the pairs can tell
 
     def __repr__(self) -> str:
         return f"Mask({self.__name__})"
@@ -43,18 +59,35 @@ class Mask:
         return any_of(self, other)
 
 
+def decide(all_allowed: bool, none_allowed: bool) -> bool | None:
+    return ALL if all_allowed else NONE if none_allowed else None
+
+
 def causal() -> Mask:
-    return Mask("causal", lambda b, h, q, kv: q >= kv, lambda lo, hi: [(0, hi)])
+    def settles(box: Box) -> bool | None:
+        q_lo, q_hi, kv_lo, kv_hi = box
+        return decide(kv_hi - 1 <= q_lo, kv_lo > q_hi - 1)
+
+    return Mask("causal", lambda b, h, q, kv: q >= kv, lambda lo, hi: [(0, hi)], settles)
 
 
 def sliding_window(window: int) -> Mask:
     """Keys less than `window` positions back (the query itself included); pair with `causal`."""
-    return Mask(f"window_{window}", lambda b, h, q, kv: q - kv < window, lambda lo, hi: [(lo - window + 1, EVERYTHING)])
+
+    def settles(box: Box) -> bool | None:
+        q_lo, q_hi, kv_lo, kv_hi = box
+        return decide(q_hi - 1 - kv_lo < window, q_lo - (kv_hi - 1) >= window)
+
+    return Mask(f"window_{window}", lambda b, h, q, kv: q - kv < window, lambda lo, hi: [(lo - window + 1, EVERYTHING)], settles)
 
 
 def sinks(count: int) -> Mask:
     """The first `count` positions, which soak up attention mass (StreamingLLM)."""
-    return Mask(f"sinks_{count}", lambda b, h, q, kv: kv < count, lambda lo, hi: [(0, count)])
+
+    def settles(box: Box) -> bool | None:
+        return decide(box[3] <= count, box[2] >= count)
+
+    return Mask(f"sinks_{count}", lambda b, h, q, kv: kv < count, lambda lo, hi: [(0, count)], settles)
 
 
 def global_tokens(positions: Sequence[int], length: int) -> Mask:
@@ -125,7 +158,11 @@ def all_of(*masks: Mask) -> Mask:
             out = intersect(out, normalise(mask.spans(lo, hi)))
         return out
 
-    return Mask("_and_".join(m.__name__ for m in masks), allows, spans)
+    def settles(box: Box) -> bool | None:
+        answers = [m.settles(box) for m in masks]
+        return decide(all(a is ALL for a in answers), any(a is NONE for a in answers))
+
+    return Mask("_and_".join(m.__name__ for m in masks), allows, spans, settles)
 
 
 def any_of(*masks: Mask) -> Mask:
@@ -135,8 +172,15 @@ def any_of(*masks: Mask) -> Mask:
             out = out | mask(b, h, q, kv)
         return out
 
+    def settles(box: Box) -> bool | None:
+        answers = [m.settles(box) for m in masks]
+        return decide(any(a is ALL for a in answers), all(a is NONE for a in answers))
+
     return Mask(
-        "_or_".join(m.__name__ for m in masks), allows, lambda lo, hi: normalise([s for m in masks for s in m.spans(lo, hi)])
+        "_or_".join(m.__name__ for m in masks),
+        allows,
+        lambda lo, hi: normalise([s for m in masks for s in m.spans(lo, hi)]),
+        settles,
     )
 
 
