@@ -45,6 +45,16 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("suite", type=Path)
     report = sub.add_parser("report", help="re-render summary.csv and report.md from a run's records")
     report.add_argument("run_dir", type=Path)
+    compare = sub.add_parser("compare", help="compare runs with the first: quality with bootstrap intervals, speed, memory")
+    compare.add_argument("runs", type=Path, nargs="+", help="run folders; the first is the reference")
+    compare.add_argument("--out", type=Path, help="also write compare.md and compare.csv here")
+    gate = sub.add_parser("regress", help="exit 1 when a run regressed against a baseline run, and say why")
+    gate.add_argument("--baseline", type=Path, required=True, help="the baseline run folder, e.g. results/baselines/perf")
+    gate.add_argument("--run", type=Path, required=True, help="the run to check")
+    gate.add_argument("--throughput", type=float, help="relative slowdown allowed (against full in the same run)")
+    gate.add_argument("--memory", type=float, help="relative rise of peak memory allowed")
+    gate.add_argument("--memory-slack-mb", type=float, help="absolute rise of peak memory always allowed")
+    gate.add_argument("--quality", type=float, help="absolute drop of the headline metric allowed")
     sub.add_parser("train-reference", help="train the shipped reference model (see --help)", add_help=False)
     return top
 
@@ -157,4 +167,38 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "ls": cmd_ls, "report": cmd_report}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lcbench.compare import compare
+
+    if len(args.runs) < 2:
+        raise UserError("give at least two run folders: the first is the reference")
+    print(compare(args.runs, args.out), end="")
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from lcbench.regress import regress
+
+    limits = {
+        "throughput": args.throughput,
+        "memory": args.memory,
+        "memory_slack_mb": args.memory_slack_mb,
+        "quality": args.quality,
+    }
+    findings, notes = regress(args.baseline, args.run, limits)
+    for note in notes:
+        print(note)
+    for finding in findings:
+        print(f"REGRESSED {finding}")
+    print(f"{len(findings)} regression(s) against {args.baseline}" if findings else f"no regression against {args.baseline}")
+    return 1 if findings else 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "ls": cmd_ls,
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "regress": cmd_regress,
+}

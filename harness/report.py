@@ -12,10 +12,12 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from lcbench.plots import plot_run
 from lcbench.records import RECORDS, Record, read_records, write_atomic
 from lcbench.summary import COST, quality_metrics, summarize
 
 REFERENCE_STRATEGY = "full"
+PLOTS = "plots"
 
 
 def strategy_order(records: Sequence[Record]) -> list[str]:
@@ -92,10 +94,12 @@ def environment_notes(env: dict[str, Any]) -> list[str]:
     return notes
 
 
-def render_markdown(summary: pd.DataFrame, records: Sequence[Record], env: dict[str, Any]) -> str:
+def render_markdown(summary: pd.DataFrame, records: Sequence[Record], env: dict[str, Any], plots: Sequence[str] = ()) -> str:
     lines = [f"# lcbench report: {env.get('suite', '')}", ""]
     lines += [f"- {note}" for note in environment_notes(env)]
     lines += ["- cells that did not run show their status (oom, error, unavailable, ...) instead of a number", ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     for title, table in tables(summary, records):
         lines += [f"## {title}", "", table, ""]
     problems = summary[summary["status"] != "ok"]
@@ -114,7 +118,11 @@ def write_report(run_dir: Path) -> pd.DataFrame:
     env = json.loads(env_path.read_text()) if env_path.is_file() else {}
     summary = summarize(records, strategy_order(records))
     write_atomic(run_dir / "summary.csv", summary.to_csv(index=False))
-    write_atomic(run_dir / "report.md", render_markdown(summary, records, env))
+    headline_metrics = {
+        task: metrics[0] for task in dict.fromkeys(summary["task"]) if (metrics := quality_metrics(summary, records, task))
+    }
+    plots = plot_run(summary, headline_metrics, run_dir / PLOTS) if len(summary) else []
+    write_atomic(run_dir / "report.md", render_markdown(summary, records, env, [f"{PLOTS}/{p.name}" for p in plots]))
     return summary
 
 

@@ -66,6 +66,18 @@ class Measure(Frozen):
     repeats: int = Field(1, ge=1, le=100)  # timed runs per example; quality from the first
 
 
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class Regress(Frozen):
+    """Tolerances of `lcbench regress` for this suite's runs."""
+
+    throughput: NonNegative = 0.5  # relative slowdown allowed, against `full` in the same run
+    memory: NonNegative = 0.5  # relative rise of peak memory allowed
+    memory_slack_mb: NonNegative = 8.0  # absolute rise always allowed (RSS noise on small cells)
+    quality: NonNegative = 0.0  # absolute drop of the headline metric allowed
+
+
 class Suite(Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -80,6 +92,7 @@ class Suite(Frozen):
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     strategies: tuple[StrategySpec, ...] = Field(min_length=1)
     measure: Measure = Measure(warmup=0, repeats=1)
+    regress: Regress = Regress()
     output: str = "results"
 
     @field_validator("context_lengths")

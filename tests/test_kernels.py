@@ -164,3 +164,16 @@ def test_without_cuda_or_interpreter_the_cell_is_unavailable(monkeypatch, llama)
 def test_bigbird_blocks_must_hold_whole_tiles():
     with pytest.raises(ValueError, match="divide the bigbird block"):
         TritonFused(pattern="bigbird", block=32, tile=64)
+
+
+def test_gpu_benchmark_script_dry_run_builds_its_inputs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "triton_kernels.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--dry-run", "--lengths", "1k,2k"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "N 2048: q (1, 8, 256, 128)" in done.stdout and "dry run: arguments, inputs and block lists are ready" in done.stdout

@@ -1,0 +1,121 @@
+"""PNG plots of a run, drawn from the summary (the records' one source): per task, quality, peak
+memory, prefill and decode tok/s against context length (log-2 axis, one line per strategy), and
+the frontier: quality against peak memory at each length, where the best trade-off sits at the
+top left. A cell that did not run (oom, error, unavailable, ...) is marked with its status where
+its point would be, never drawn as a zero.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lcbench.summary import COST
+
+PANELS = ("peak_mem_mb", "prefill_tok_s", "decode_tok_s")
+MARKERS = "osD^v<>pXh*"
+
+
+def plot_run(summary: pd.DataFrame, headline: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write the plots of every task into `out_dir`; return their paths (relative names for markdown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task, metric in headline.items():
+        part = summary[summary["task"] == task]
+        if part.empty:
+            continue
+        written.append(plot_against_length(part, task, metric, out_dir / f"{task}-by-length.png"))
+        written.append(plot_frontier(part, task, metric, out_dir / f"{task}-frontier.png"))
+    return written
+
+
+def plot_against_length(part: pd.DataFrame, task: str, metric: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    columns = [(metric, f"{metric} (higher is better)")] + [(c, f"{COST[c][0]}") for c in PANELS]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    for ax, (column, title) in zip(axes.flat, columns):
+        for i, (strategy, rows) in enumerate(part.groupby("strategy", sort=False)):
+            rows = rows.sort_values("context_length")
+            good = rows[(rows["status"] == "ok") & rows[column].notna()] if column in rows else rows.iloc[0:0]
+            line = ax.plot(good["context_length"], good[column], marker=MARKERS[i % len(MARKERS)], color=f"C{i}", label=strategy)[
+                0
+            ]
+            mark_failures(ax, rows, column, line.get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("context length (tokens)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        if column == "peak_mem_mb" and column in part and (part[column].dropna() > 0).all() and part[column].notna().any():
+            ax.set_yscale("log")  # memory spans orders of magnitude between strategies
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(f"{task}: quality and cost against context length")
+    return save(fig, path)
+
+
+def mark_failures(ax: object, rows: pd.DataFrame, column: str, color: str) -> None:
+    """An 'x' with the status at the bottom of the panel for each cell that did not run."""
+    import matplotlib.pyplot as plt
+
+    failed = rows[rows["status"] != "ok"]
+    axis = ax if isinstance(ax, plt.Axes) else None
+    if axis is None or failed.empty:
+        return
+    for _, r in failed.iterrows():
+        axis.annotate(
+            f"x {r['status']}",
+            (r["context_length"], 0.02),
+            xycoords=("data", "axes fraction"),
+            color=color,
+            fontsize=8,
+            ha="center",
+        )
+
+
+def plot_frontier(part: pd.DataFrame, task: str, metric: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    lengths = sorted(part["context_length"].unique())
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 4), constrained_layout=True, squeeze=False)
+    strategies = list(dict.fromkeys(part["strategy"]))
+    for ax, length in zip(axes[0], lengths):
+        at = part[part["context_length"] == length]
+        for i, strategy in enumerate(strategies):
+            row = at[at["strategy"] == strategy]
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            ok = r["status"] == "ok" and not _missing(r.get(metric)) and not _missing(r.get("peak_mem_mb"))
+            if ok:
+                ax.scatter(r["peak_mem_mb"], r[metric], marker=MARKERS[i % len(MARKERS)], s=60, color=f"C{i}", label=strategy)
+        ax.set_xlabel("peak memory (MB, lower is better)")
+        ax.set_ylabel(f"{metric} (higher is better)")
+        ax.set_title(f"{length} tokens")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize="small")
+    fig.suptitle(f"{task}: quality against memory (best trade-off: top left)")
+    return save(fig, path)
+
+
+def save(fig: object, path: Path) -> Path:
+    """Write through a temporary file and rename, so that a reader never sees half a PNG."""
+    import matplotlib.pyplot as plt
+
+    temporary = path.with_name(f".{path.name}.tmp")
+    fig.savefig(temporary, dpi=110, format="png")  # type: ignore[attr-defined]
+    temporary.replace(path)
+    plt.close(fig)  # type: ignore[arg-type]
+    return path
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
