@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lcbench.errors import UserError, did_you_mean
+
+if TYPE_CHECKING:
+    from lcbench.sweep import RunOptions
 
 EPILOG = """examples:
   lcbench run suites/mt.yaml
@@ -33,13 +38,28 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("suite", type=Path, help="suite YAML file, e.g. suites/mt.yaml")
+    run.add_argument("suite", type=Path, nargs="?", help="suite YAML file, e.g. suites/mt.yaml (not with --resume)")
     run.add_argument("--model", help="local Hugging Face model folder, or `reference` (the shipped model)")
     run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--lengths", help="context lengths to run, e.g. 1k,4k (replaces the suite's)")
     run.add_argument("--strategies", help="strategy labels or names to run, e.g. full,truncation")
     run.add_argument("--limit", type=int, help="at most N examples per cell")
     run.add_argument("--out", type=Path, help="folder for the run folder (default: the suite's `output`)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="complete an interrupted run: only its missing cells run")
+    run.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each cell in a child process (default: on where a GPU is used)",
+    )
+    run.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="with --isolate: stop a cell after this long")
+    run.add_argument("--max-memory", metavar="SIZE", help="with --isolate: cap each cell's memory, e.g. 8G")
+    run.add_argument(
+        "--no-skip-after-oom",
+        dest="skip_after_oom",
+        action="store_false",
+        help="try longer lengths after a strategy ran out of memory",
+    )
     sub.add_parser("ls", help="list strategies, tasks and suites, one line each")
     validate = sub.add_parser("validate", help="check a suite file and report every problem at once")
     validate.add_argument("suite", type=Path)
@@ -102,11 +122,39 @@ def select(suite_data: dict, names: str) -> list:
     return [e for e in entries if isinstance(e, dict) and (e.get("label") in wanted or e.get("name") in wanted)]
 
 
+def run_options(args: argparse.Namespace, device: str) -> RunOptions:
+    from lcbench.executor import Limits, default_isolation, parse_memory
+    from lcbench.sweep import RunOptions
+
+    isolate = default_isolation(device) if args.isolate is None else args.isolate
+    if (args.cell_timeout is not None or args.max_memory is not None) and not isolate:
+        raise UserError("--cell-timeout and --max-memory act on isolated cells; add --isolate")
+    if args.cell_timeout is not None and args.cell_timeout <= 0:
+        raise UserError(f"--cell-timeout must be a positive number of seconds, got {args.cell_timeout}")
+    max_memory = None
+    if args.max_memory is not None:
+        try:
+            max_memory = parse_memory(args.max_memory)
+        except ValueError:
+            raise UserError(f"--max-memory: `{args.max_memory}` is not a size; write e.g. 8G or 512M") from None
+    return RunOptions(isolate, Limits(args.cell_timeout, max_memory), args.skip_after_oom, args.resume)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from lcbench.suite import read_yaml, suite_hash, validate
+    from lcbench.sweep import check_resumable, run_suite
 
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive number of examples, got {args.limit}")
+    if args.resume is not None:
+        if args.suite is not None:
+            raise UserError("give either a suite file or --resume RUN_DIR (the run folder holds its suite)")
+        check_resumable(args.resume)
+        suite = validate(json.loads((args.resume / "suite.json").read_text()), None, str(args.resume / "suite.json"))
+        _, completed = run_suite(suite, "", str(args.resume / "suite.json"), options=run_options(args, suite.device))
+        return 0 if completed else 130
+    if args.suite is None:
+        raise UserError("give a suite file, e.g. `lcbench run suites/mt.yaml`, or --resume RUN_DIR")
     data, node, text = read_yaml(args.suite)
     data = {**data, **{k: v for k, v in overrides(args).items() if v is not None}}
     if args.strategies:
@@ -114,11 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.limit is not None and isinstance(data.get("samples", 10), int):
         data["samples"] = min(args.limit, data.get("samples", 10))
     suite = validate(data, node, str(args.suite))
-
-    from lcbench.sweep import run_suite
-
-    run_suite(suite, suite_hash(text), str(args.suite))
-    return 0
+    _, completed = run_suite(suite, suite_hash(text), str(args.suite), options=run_options(args, suite.device))
+    return 0 if completed else 130
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

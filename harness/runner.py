@@ -114,7 +114,7 @@ def measure_example(base: dict[str, Any], strategy: Strategy, task: Task, model:
         record.status, record.message = "oom", describe(exc)
         return record
     except Exception as exc:
-        record.status, record.message = "error", describe(exc)
+        record.status, record.message = ("oom" if out_of_memory(exc) else "error"), describe(exc)
         return record
     first = runs[0][0]
     record.prediction, record.message, record.extra = first.text, first.note, dict(first.extra)
@@ -132,6 +132,12 @@ def measure_example(base: dict[str, Any], strategy: Strategy, task: Task, model:
     record.peak_mem_bytes = peak.peak_bytes
     record.memory = {k: v for k, v in dataclasses.asdict(peak).items() if k != "baseline"}
     return record
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """An allocation refused by the allocator under a memory cap (torch raises RuntimeError)."""
+    text = str(exc).lower()
+    return "can't allocate memory" in text or "out of memory" in text
 
 
 def describe(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from lcbench.model import DTYPES
 MAX_LENGTH = 1 << 24  # 16M tokens: beyond any model's context; larger is a typo
 MAX_SAMPLES = 100_000
 MAX_FILE_BYTES = 1 << 20
+MAX_EXPANDED_NODES = 100_000  # values in a suite once YAML aliases are expanded
 REFERENCE = "reference"
 
 
@@ -113,8 +114,23 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None, str]:
         raise UserError(f"suite file is {path.stat().st_size} bytes; a suite is at most {MAX_FILE_BYTES}", source=str(path))
     text = path.read_text()
     try:
-        data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        size = expanded_size(node)
+        if size > MAX_EXPANDED_NODES:
+            raise UserError(
+                f"its aliases expand to {size} values (at most {MAX_EXPANDED_NODES}): an alias bomb or a mistake; "
+                "write the values out or use fewer nested aliases",
+                source=str(path),
+            )
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise UserError(
+            f"{where}{exc.problem}: suites are plain YAML, read with `safe_load`, and no tag may build a Python object; "
+            "remove the tag",
+            source=str(path),
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -124,6 +140,27 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None, str]:
     if not isinstance(data, dict):
         raise UserError("a suite is a mapping of keys (name, context_lengths, tasks, strategies, ...)", source=str(path))
     return data, node, text
+
+
+def expanded_size(node: yaml.Node | None, limit: int = MAX_EXPANDED_NODES) -> int:
+    """How many values the document holds once every alias is expanded, counted without
+    expanding (an alias is the same node object again), and capped just past `limit`."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = 1  # a node reached again while being counted (a cycle) counts once
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in n.value)
+        else:
+            total = 1
+        sizes[id(n)] = min(total, limit + 1)
+        return sizes[id(n)]
+
+    return 0 if node is None else size(node)
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -1,23 +1,46 @@
-"""`lcbench run`: load the model once, run every cell, append records, write the report."""
+"""`lcbench run`: load the model once, run every cell, append records, write the report.
+
+A run can be isolated (each cell in a child process, with a timeout and a memory cap), resumed
+(`--resume RUN_DIR` runs only the cells whose records are not all there), and interrupted with
+Ctrl-C (the cell in flight finishes, the partial report is written, and the command to resume is
+printed). Once a strategy runs out of memory at a length, its longer lengths are recorded as
+skipped instead of being tried.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lcbench.environment import environment
-from lcbench.model import Model
-from lcbench.plan import plan
-from lcbench.records import RecordWriter, read_records, write_atomic
+from lcbench.errors import UserError
+from lcbench.executor import Limits, cell_record, run_in_process, run_isolated
+from lcbench.model import Model, resolve_device
+from lcbench.plan import Cell, plan
+from lcbench.records import RECORDS, Record, RecordWriter, read_records, write_atomic
 from lcbench.report import headline, write_report
-from lcbench.runner import ExampleCache, run_cell
+from lcbench.runner import ExampleCache
 from lcbench.suite import REFERENCE, Suite
 
 REFERENCE_DIR = Path(__file__).parent / "reference"  # the shipped model, trained by `lcbench train-reference`
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    isolate: bool = False
+    limits: Limits = field(default_factory=Limits)
+    skip_after_oom: bool = True
+    resume: Path | None = None  # a run folder to complete
 
 
 def model_path(suite: Suite) -> Path:
@@ -35,25 +58,42 @@ def new_run_dir(suite: Suite) -> Path:
     return run_dir
 
 
-def run_suite(suite: Suite, suite_hash: str, suite_file: str, console: Console | None = None) -> Path:
-    """Run every cell of `suite`; return the run folder. The folder is made only once the
-    model has loaded, so a bad model path leaves nothing behind."""
-    console = console or Console(stderr=True)
-    model = Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code)
-    run_dir = new_run_dir(suite)
-    env = environment(
-        suite=suite.name,
-        suite_file=suite_file,
-        suite_hash=suite_hash,
-        seed=suite.seed,
-        model=suite.model,
-        device=model.device,
-        dtype=str(next(model.hf_model.parameters()).dtype),
-    )
-    write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
-    write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
-    cells = plan(suite, suite_hash)
-    examples = ExampleCache(suite, model)
+def finished_cells(run_dir: Path, cells: list[Cell], samples: int) -> set[str]:
+    """Keys of the cells whose records are all in `run_dir`. The records file is rewritten with
+    those alone (atomically): a cell cut short, or a torn last line, is dropped to be rerun."""
+    path = run_dir / RECORDS
+    records = list(read_records(path)) if path.is_file() else []
+    by_cell = collections.Counter(r.cell_key for r in records)
+    planned = {c.key for c in cells}
+    done = {key for key, count in by_cell.items() if key in planned and count >= samples}
+    write_atomic(path, "".join(r.to_json() + "\n" for r in records if r.cell_key in done))
+    return done
+
+
+class Interrupt:
+    """The first Ctrl-C asks the run to stop after the cell in flight; a second stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nlcbench: stopping after the cell in flight (Ctrl-C again to stop now)", flush=True)
+
+
+@contextmanager
+def interruptible() -> Iterator[Interrupt]:
+    handler = Interrupt()
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def progress_bar(console: Console) -> Progress:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -62,23 +102,96 @@ def run_suite(suite: Suite, suite_hash: str, suite_file: str, console: Console |
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with RecordWriter(run_dir / "records.jsonl") as writer, Progress(*columns, console=console) as progress:
+    return Progress(*columns, console=console)
+
+
+def run_suite(
+    suite: Suite, suite_hash: str, suite_file: str, console: Console | None = None, options: RunOptions | None = None
+) -> tuple[Path, bool]:
+    """Run every cell of `suite` not yet done; return (the run folder, whether every cell ran).
+    A new folder is made only once the model has loaded, so a bad model path leaves nothing."""
+    console = console or Console(stderr=True)
+    options = options or RunOptions()
+    device = resolve_device(suite.device)
+    # An isolated GPU run loads the model in each child: no CUDA context may cross a fork.
+    model = (
+        None
+        if options.isolate and device.startswith("cuda")
+        else Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code)
+    )
+    if options.resume is not None:
+        run_dir = options.resume
+        suite_hash = json.loads((run_dir / "env.json").read_text()).get("suite_hash", suite_hash)
+    else:
+        run_dir = new_run_dir(suite)
+        env = environment(
+            suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed, model=suite.model, device=device,
+            dtype=str(next(model.hf_model.parameters()).dtype) if model is not None else suite.dtype,
+        )  # fmt: skip
+        write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
+        write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
+    cells = plan(suite, suite_hash)
+    done = finished_cells(run_dir, cells, suite.samples) if options.resume is not None else set()
+    todo = [c for c in cells if c.key not in done]
+    if done:
+        console.print(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to run")
+    completed = run_cells(suite, todo, run_dir, model, options, console)
+    summary = write_report(run_dir)
+    print(headline(summary, list(read_records(run_dir / RECORDS))))
+    print(f"\nresults in {run_dir}/ (records.jsonl, summary.csv, report.md, env.json)")
+    if not completed:
+        print(f"interrupted: the report covers the cells that ran; resume with `lcbench run --resume {run_dir}`")
+    return run_dir, completed
+
+
+def run_cells(suite: Suite, cells: list[Cell], run_dir: Path, model: Model | None, options: RunOptions, console: Console) -> bool:
+    """Run `cells` in order, appending records; False if Ctrl-C stopped the run early."""
+    examples = ExampleCache(suite, model) if model is not None else None
+    oom_at: dict[tuple[str, str], int] = {}  # (task, strategy) -> the shortest length that ran out of memory
+    records_path = run_dir / RECORDS
+    with interruptible() as interrupt, progress_bar(console) as progress:
         overall = progress.add_task("all cells", total=len(cells) * suite.samples)
         for cell in cells:
+            if interrupt.requested:
+                return False
             current = progress.add_task(cell.title, total=suite.samples)
 
             def advance(current: TaskID = current) -> None:
                 progress.advance(current)
                 progress.advance(overall)
 
-            records = []
-            for record in run_cell(suite, model, cell, examples, advance):
-                writer.write([record])
-                records.append(record)
+            shortest_oom = oom_at.get((cell.task.name, cell.strategy.key))
+            if options.skip_after_oom and shortest_oom is not None and cell.length > shortest_oom:
+                records = [
+                    cell_record(suite, cell, i, "skipped", f"skipped (oom at {shortest_oom})") for i in range(suite.samples)
+                ]
+                with RecordWriter(records_path) as writer:
+                    writer.write(records)
+                progress.update(current, advance=suite.samples)
+                progress.advance(overall, suite.samples)
+            elif options.isolate:
+                records = run_isolated(suite, cell, records_path, options.limits, advance, model, str(model_path(suite)))
+            else:
+                assert model is not None and examples is not None
+                with RecordWriter(records_path) as writer:
+                    records = run_in_process(suite, model, cell, examples, writer, advance)
+            if any(r.status == "oom" for r in records):
+                oom_at.setdefault((cell.task.name, cell.strategy.key), cell.length)
             progress.remove_task(current)
-            ok = sum(r.status == "ok" for r in records)
-            progress.console.print(f"  {cell.title}: {ok}/{len(records)} ok")
-    summary = write_report(run_dir)
-    print(headline(summary, list(read_records(run_dir / "records.jsonl"))))
-    print(f"\nresults in {run_dir}/ (records.jsonl, summary.csv, report.md, env.json)")
-    return run_dir
+            progress.console.print(f"  {cell.title}: {summarise(records)}")
+    return True
+
+
+def summarise(records: list[Record]) -> str:
+    counts = collections.Counter(r.status for r in records)
+    ok = counts.pop("ok", 0)
+    rest = ", ".join(f"{n} {status}" for status, n in counts.items())
+    return f"{ok}/{len(records)} ok" + (f" ({rest})" if rest else "")
+
+
+def check_resumable(run_dir: Path) -> None:
+    for name in ("env.json", "suite.json"):
+        if not (run_dir / name).is_file():
+            raise UserError(
+                f"`{run_dir}` has no {name}: it is not a run folder written by `lcbench run`, so it cannot be resumed"
+            )
