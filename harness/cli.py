@@ -247,3 +247,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "regress": cmd_regress,
 }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,11 +3,10 @@
 that a hang, an out-of-memory or a crash in one cell becomes that cell's records and the sweep
 goes on.
 
-Children append their records themselves (one line at a time, synced), so a child killed midway
-leaves the examples it finished; the parent writes the rest of the cell as `timeout` or `error`
-with the reason. On a CPU the child is forked from the parent with the model already loaded (no
-reload per cell); on a GPU each child is spawned and loads the model, so that no CUDA context
-crosses a fork.
+One worker process loads the model and runs cell after cell; it appends records itself (one
+line at a time, synced), so a worker killed midway leaves the examples it finished, and the parent
+writes the rest of that cell as `timeout` or `error` with the reason, then starts a new worker
+for the next cell. The parent itself never loads the model.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lcbench.errors import UserError
 from lcbench.model import Model
 from lcbench.plan import Cell
 from lcbench.records import Record, RecordWriter, read_records
@@ -60,59 +60,94 @@ def run_in_process(
     return records
 
 
-def _child(
-    suite: Suite, cell: Cell, records_path: Path, limits: Limits, connection: Any, model: Model | None, model_dir: str
-) -> None:
-    """The child's whole life: cap its memory, ignore Ctrl-C (the parent decides), run one cell."""
+def _worker(suite: Suite, model_dir: str, records_path: Path, limits: Limits, connection: Any) -> None:
+    """The worker's whole life: load the model once, cap its memory, run the cells it is sent.
+    Ctrl-C is the parent's to handle: the cell in flight finishes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    model = Model.load(model_dir, suite.device, suite.dtype, suite.trust_remote_code)
     if limits.max_memory is not None:
         resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory, limits.max_memory))
-    if model is None:
-        model = Model.load(model_dir, suite.device, suite.dtype, suite.trust_remote_code)
-    with RecordWriter(records_path) as writer:
-        for record in run_cell(suite, model, cell, ExampleCache(suite, model), lambda: connection.send("example")):
-            writer.write([record])
-    connection.send("done")
+    examples = ExampleCache(suite, model)
+    connection.send(("ready", model.device, str(next(model.hf_model.parameters()).dtype)))
+    while (cell := connection.recv()) is not None:
+        with RecordWriter(records_path) as writer:
+            for record in run_cell(suite, model, cell, examples, lambda: connection.send(("example",))):
+                writer.write([record])
+        connection.send(("done",))
 
 
-def run_isolated(
-    suite: Suite, cell: Cell, records_path: Path, limits: Limits, advance: Callable[[], None], model: Model | None, model_dir: str
-) -> list[Record]:
-    """Run `cell` in a child; return its records, including those the parent wrote for it."""
-    on_gpu = model is None
-    context: Any = multiprocessing.get_context("spawn" if on_gpu else "fork")
-    parent_end, child_end = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(suite, cell, records_path, limits, child_end, model, model_dir), daemon=True)
-    child.start()
-    child_end.close()
-    deadline = None if limits.cell_timeout is None else time.monotonic() + limits.cell_timeout
-    timed_out = False
-    while True:
-        wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        if parent_end.poll(wait):
+class Worker:
+    """A spawned process that keeps the model loaded across cells, replaced when a cell kills
+    it or outruns its time. Spawned, not forked: a fork of a process that has run OpenMP (every
+    torch CPU op) or CUDA hangs or breaks in the child."""
+
+    def __init__(self, suite: Suite, model_dir: str, records_path: Path, limits: Limits) -> None:
+        self.suite, self.model_dir, self.records_path, self.limits = suite, model_dir, records_path, limits
+        self.process: Any = None
+        self.connection: Any = None
+        self.device, self.dtype = "", ""
+
+    def start(self) -> None:
+        context: Any = multiprocessing.get_context("spawn")
+        self.connection, child_end = context.Pipe()
+        args = (self.suite, self.model_dir, self.records_path, self.limits, child_end)
+        self.process = context.Process(target=_worker, args=args, daemon=True)
+        self.process.start()
+        child_end.close()
+        try:
+            _, self.device, self.dtype = self.connection.recv()
+        except EOFError:
+            self.process.join()
+            raise UserError(
+                f"the isolated worker could not load the model ({crash_message(self.process.exitcode, self.limits)})"
+            ) from None
+
+    def run(self, cell: Cell, advance: Callable[[], None]) -> tuple[str, str]:
+        """("done", "") or (status, message) for a cell that did not finish: timeout or error."""
+        if self.process is None or not self.process.is_alive():
+            self.start()
+        self.connection.send(cell)
+        deadline = None if self.limits.cell_timeout is None else time.monotonic() + self.limits.cell_timeout
+        while True:
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             try:
-                if parent_end.recv() == "example":
+                if self.connection.poll(wait):
+                    message = self.connection.recv()
+                    if message[0] == "done":
+                        return "done", ""
                     advance()
-            except EOFError:  # the child is gone
-                break
-        elif not child.is_alive():
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            timed_out = True
-            child.kill()
-            break
-    child.join()
-    parent_end.close()
-    written = [r for r in read_records(records_path) if r.cell_key == cell.key]
+                    continue
+            except (EOFError, ConnectionError):
+                pass  # the worker is gone: its exit code says why
+            if not self.process.is_alive():
+                self.process.join()
+                outcome = ("error", crash_message(self.process.exitcode, self.limits))
+                self.process = None
+                return outcome
+            if deadline is not None and time.monotonic() >= deadline:
+                self.process.kill()
+                self.process.join()
+                self.process = None
+                return "timeout", f"the cell ran past --cell-timeout {self.limits.cell_timeout:g}s and was stopped"
+
+    def close(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.connection.send(None)
+            self.process.join(timeout=30)
+            if self.process.is_alive():
+                self.process.kill()
+
+
+def run_isolated(suite: Suite, cell: Cell, worker: Worker, advance: Callable[[], None]) -> list[Record]:
+    """Run `cell` in the worker; return its records, including those written here for examples
+    it never finished (the worker appends its own as it goes)."""
+    outcome, message = worker.run(cell, advance)
+    written = [r for r in read_records(worker.records_path) if r.cell_key == cell.key]
     missing = range(len(written), suite.samples)
-    if not missing:
+    if outcome == "done" or not missing:
         return written
-    if timed_out:
-        status, message = "timeout", f"the cell ran past --cell-timeout {limits.cell_timeout:g}s and was stopped"
-    else:
-        status, message = "error", crash_message(child.exitcode, limits)
-    extra = [cell_record(suite, cell, i, status, message) for i in missing]
-    with RecordWriter(records_path) as writer:
+    extra = [cell_record(suite, cell, i, outcome, message) for i in missing]
+    with RecordWriter(worker.records_path) as writer:
         writer.write(extra)
     for _ in extra:
         advance()

@@ -24,8 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from lcbench.environment import environment
 from lcbench.errors import UserError
-from lcbench.executor import Limits, cell_record, run_in_process, run_isolated
-from lcbench.model import Model, resolve_device
+from lcbench.executor import Limits, Worker, cell_record, run_in_process, run_isolated
+from lcbench.model import Model
 from lcbench.plan import Cell, plan
 from lcbench.records import RECORDS, Record, RecordWriter, read_records, write_atomic
 from lcbench.report import headline, write_report
@@ -112,21 +112,20 @@ def run_suite(
     A new folder is made only once the model has loaded, so a bad model path leaves nothing."""
     console = console or Console(stderr=True)
     options = options or RunOptions()
-    device = resolve_device(suite.device)
-    # An isolated GPU run loads the model in each child: no CUDA context may cross a fork.
-    model = (
-        None
-        if options.isolate and device.startswith("cuda")
-        else Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code)
-    )
+    worker = Worker(suite, str(model_path(suite)), Path(), options.limits) if options.isolate else None
+    model = None if worker is not None else Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code)
+    run_dir = options.resume if options.resume is not None else new_run_dir(suite)
+    if worker is not None:
+        worker.records_path = run_dir / RECORDS
+        worker.start()  # loads the model: a bad model path fails here
     if options.resume is not None:
-        run_dir = options.resume
         suite_hash = json.loads((run_dir / "env.json").read_text()).get("suite_hash", suite_hash)
     else:
-        run_dir = new_run_dir(suite)
+        device = worker.device if worker is not None else model.device  # type: ignore[union-attr]
+        dtype = worker.dtype if worker is not None else str(next(model.hf_model.parameters()).dtype)  # type: ignore[union-attr]
         env = environment(
-            suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed, model=suite.model, device=device,
-            dtype=str(next(model.hf_model.parameters()).dtype) if model is not None else suite.dtype,
+            suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed,
+            model=suite.model, device=device, dtype=dtype,
         )  # fmt: skip
         write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
         write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
@@ -135,7 +134,11 @@ def run_suite(
     todo = [c for c in cells if c.key not in done]
     if done:
         console.print(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to run")
-    completed = run_cells(suite, todo, run_dir, model, options, console)
+    try:
+        completed = run_cells(suite, todo, run_dir, model, worker, options, console)
+    finally:
+        if worker is not None:
+            worker.close()
     summary = write_report(run_dir)
     print(headline(summary, list(read_records(run_dir / RECORDS))))
     print(f"\nresults in {run_dir}/ (records.jsonl, summary.csv, report.md, env.json)")
@@ -144,7 +147,15 @@ def run_suite(
     return run_dir, completed
 
 
-def run_cells(suite: Suite, cells: list[Cell], run_dir: Path, model: Model | None, options: RunOptions, console: Console) -> bool:
+def run_cells(
+    suite: Suite,
+    cells: list[Cell],
+    run_dir: Path,
+    model: Model | None,
+    worker: Worker | None,
+    options: RunOptions,
+    console: Console,
+) -> bool:
     """Run `cells` in order, appending records; False if Ctrl-C stopped the run early."""
     examples = ExampleCache(suite, model) if model is not None else None
     oom_at: dict[tuple[str, str], int] = {}  # (task, strategy) -> the shortest length that ran out of memory
@@ -169,8 +180,8 @@ def run_cells(suite: Suite, cells: list[Cell], run_dir: Path, model: Model | Non
                     writer.write(records)
                 progress.update(current, advance=suite.samples)
                 progress.advance(overall, suite.samples)
-            elif options.isolate:
-                records = run_isolated(suite, cell, records_path, options.limits, advance, model, str(model_path(suite)))
+            elif worker is not None:
+                records = run_isolated(suite, cell, worker, advance)
             else:
                 assert model is not None and examples is not None
                 with RecordWriter(records_path) as writer:
