@@ -60,7 +60,7 @@ def run_in_process(
     return records
 
 
-def _worker(suite: Suite, model_dir: str, records_path: Path, limits: Limits, connection: Any) -> None:
+def _worker(suite: Suite, model_dir: str, limits: Limits, connection: Any) -> None:
     """The worker's whole life: load the model once, cap its memory, run the cells it is sent.
     Ctrl-C is the parent's to handle: the cell in flight finishes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -69,7 +69,8 @@ def _worker(suite: Suite, model_dir: str, records_path: Path, limits: Limits, co
         resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory, limits.max_memory))
     examples = ExampleCache(suite, model)
     connection.send(("ready", model.device, str(next(model.hf_model.parameters()).dtype)))
-    while (cell := connection.recv()) is not None:
+    while (job := connection.recv()) is not None:
+        cell, records_path = job
         with RecordWriter(records_path) as writer:
             for record in run_cell(suite, model, cell, examples, lambda: connection.send(("example",))):
                 writer.write([record])
@@ -81,8 +82,8 @@ class Worker:
     it or outruns its time. Spawned, not forked: a fork of a process that has run OpenMP (every
     torch CPU op) or CUDA hangs or breaks in the child."""
 
-    def __init__(self, suite: Suite, model_dir: str, records_path: Path, limits: Limits) -> None:
-        self.suite, self.model_dir, self.records_path, self.limits = suite, model_dir, records_path, limits
+    def __init__(self, suite: Suite, model_dir: str, limits: Limits) -> None:
+        self.suite, self.model_dir, self.limits = suite, model_dir, limits
         self.process: Any = None
         self.connection: Any = None
         self.device, self.dtype = "", ""
@@ -90,7 +91,7 @@ class Worker:
     def start(self) -> None:
         context: Any = multiprocessing.get_context("spawn")
         self.connection, child_end = context.Pipe()
-        args = (self.suite, self.model_dir, self.records_path, self.limits, child_end)
+        args = (self.suite, self.model_dir, self.limits, child_end)
         self.process = context.Process(target=_worker, args=args, daemon=True)
         self.process.start()
         child_end.close()
@@ -102,11 +103,11 @@ class Worker:
                 f"the isolated worker could not load the model ({crash_message(self.process.exitcode, self.limits)})"
             ) from None
 
-    def run(self, cell: Cell, advance: Callable[[], None]) -> tuple[str, str]:
+    def run(self, cell: Cell, records_path: Path, advance: Callable[[], None]) -> tuple[str, str]:
         """("done", "") or (status, message) for a cell that did not finish: timeout or error."""
         if self.process is None or not self.process.is_alive():
             self.start()
-        self.connection.send(cell)
+        self.connection.send((cell, records_path))
         deadline = None if self.limits.cell_timeout is None else time.monotonic() + self.limits.cell_timeout
         while True:
             wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
@@ -138,16 +139,16 @@ class Worker:
                 self.process.kill()
 
 
-def run_isolated(suite: Suite, cell: Cell, worker: Worker, advance: Callable[[], None]) -> list[Record]:
+def run_isolated(suite: Suite, cell: Cell, worker: Worker, records_path: Path, advance: Callable[[], None]) -> list[Record]:
     """Run `cell` in the worker; return its records, including those written here for examples
     it never finished (the worker appends its own as it goes)."""
-    outcome, message = worker.run(cell, advance)
-    written = [r for r in read_records(worker.records_path) if r.cell_key == cell.key]
+    outcome, message = worker.run(cell, records_path, advance)
+    written = [r for r in read_records(records_path) if r.cell_key == cell.key]
     missing = range(len(written), suite.samples)
     if outcome == "done" or not missing:
         return written
     extra = [cell_record(suite, cell, i, outcome, message) for i in missing]
-    with RecordWriter(worker.records_path) as writer:
+    with RecordWriter(records_path) as writer:
         writer.write(extra)
     for _ in extra:
         advance()

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from lcbench.environment import environment
 from lcbench.errors import UserError
 from lcbench.executor import Limits, Worker, cell_record, run_in_process, run_isolated
-from lcbench.model import Model
+from lcbench.model import Model, check_model_dir
 from lcbench.plan import Cell, plan
 from lcbench.records import RECORDS, Record, RecordWriter, read_records, write_atomic
 from lcbench.report import headline, write_report
@@ -112,29 +112,14 @@ def run_suite(
     A new folder is made only once the model has loaded, so a bad model path leaves nothing."""
     console = console or Console(stderr=True)
     options = options or RunOptions()
-    worker = Worker(suite, str(model_path(suite)), Path(), options.limits) if options.isolate else None
-    model = None if worker is not None else Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code)
-    run_dir = options.resume if options.resume is not None else new_run_dir(suite)
-    if worker is not None:
-        worker.records_path = run_dir / RECORDS
-        worker.start()  # loads the model: a bad model path fails here
-    if options.resume is not None:
-        suite_hash = json.loads((run_dir / "env.json").read_text()).get("suite_hash", suite_hash)
-    else:
-        device = worker.device if worker is not None else model.device  # type: ignore[union-attr]
-        dtype = worker.dtype if worker is not None else str(next(model.hf_model.parameters()).dtype)  # type: ignore[union-attr]
-        env = environment(
-            suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed,
-            model=suite.model, device=device, dtype=dtype,
-        )  # fmt: skip
-        write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
-        write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
-    cells = plan(suite, suite_hash)
-    done = finished_cells(run_dir, cells, suite.samples) if options.resume is not None else set()
-    todo = [c for c in cells if c.key not in done]
-    if done:
-        console.print(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to run")
+    model, worker = load(suite, options)
     try:
+        run_dir, suite_hash = open_run_dir(suite, suite_hash, suite_file, options, model, worker)
+        cells = plan(suite, suite_hash)
+        done = finished_cells(run_dir, cells, suite.samples) if options.resume is not None else set()
+        todo = [c for c in cells if c.key not in done]
+        if done:
+            console.print(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to run")
         completed = run_cells(suite, todo, run_dir, model, worker, options, console)
     finally:
         if worker is not None:
@@ -145,6 +130,37 @@ def run_suite(
     if not completed:
         print(f"interrupted: the report covers the cells that ran; resume with `lcbench run --resume {run_dir}`")
     return run_dir, completed
+
+
+def load(suite: Suite, options: RunOptions) -> tuple[Model | None, Worker | None]:
+    """The model here, or (isolated) a started worker that holds it."""
+    if not options.isolate:
+        return Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code), None
+    problems = check_model_dir(model_path(suite), suite.trust_remote_code)
+    if problems:  # said here, plainly, rather than as a worker that died loading
+        raise UserError(problems)
+    worker = Worker(suite, str(model_path(suite)), options.limits)
+    worker.start()
+    return None, worker
+
+
+def open_run_dir(
+    suite: Suite, suite_hash: str, suite_file: str, options: RunOptions, model: Model | None, worker: Worker | None
+) -> tuple[Path, str]:
+    """(the run folder, the suite hash its cell keys use): the resumed one, or a new one with its
+    env.json and suite.json written."""
+    if options.resume is not None:
+        return options.resume, json.loads((options.resume / "env.json").read_text()).get("suite_hash", suite_hash)
+    run_dir = new_run_dir(suite)
+    device = worker.device if worker is not None else model.device  # type: ignore[union-attr]
+    dtype = worker.dtype if worker is not None else str(next(model.hf_model.parameters()).dtype)  # type: ignore[union-attr]
+    env = environment(
+        suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed,
+        model=suite.model, device=device, dtype=dtype,
+    )  # fmt: skip
+    write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
+    write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
+    return run_dir, suite_hash
 
 
 def run_cells(
@@ -181,7 +197,7 @@ def run_cells(
                 progress.update(current, advance=suite.samples)
                 progress.advance(overall, suite.samples)
             elif worker is not None:
-                records = run_isolated(suite, cell, worker, advance)
+                records = run_isolated(suite, cell, worker, records_path, advance)
             else:
                 assert model is not None and examples is not None
                 with RecordWriter(records_path) as writer:

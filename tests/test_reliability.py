@@ -237,3 +237,14 @@ def test_hostile_suites_are_refused_before_any_work(text, expected, tmp_path, ca
 def test_isolation_settings_need_isolation(suite_file, capsys):
     assert main(["run", str(suite_file()), "--no-isolate", "--cell-timeout", "5"]) == 2
     assert "add --isolate" in capsys.readouterr().err
+
+
+def test_an_isolated_run_on_a_bad_model_folder_says_why_and_leaves_nothing(suite_file, tmp_path, capsys):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    path = suite_file()
+    assert main(["run", str(path), "--isolate", "--model", str(empty), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "has no weights" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
