@@ -21,6 +21,10 @@ EPILOG = """examples:
   lcbench validate suites/mt.yaml
   lcbench ls
   lcbench report results/mt-20260101-120000
+  lcbench run suites/mt.yaml --isolate --cell-timeout 600 --max-memory 16G
+  lcbench run --resume results/mt-20260101-120000
+  lcbench compare results/mt-20260101-120000 results/mt-20260102-090000
+  lcbench regress --baseline results/baselines/perf --run results/perf-20260102-090000
 """
 
 
