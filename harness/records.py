@@ -62,6 +62,7 @@ class RecordWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        drop_torn_tail(path)
         self._file = open(path, "a", encoding="utf-8")
 
     def write(self, records: Iterable[Record]) -> None:
@@ -78,6 +79,18 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line left unfinished by a killed writer, so that what is appended next starts
+    on a line of its own (the torn record is lost either way; its example is redone or recorded)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        f.truncate(data.rfind(b"\n") + 1)
 
 
 def read_records(path: Path) -> Iterator[Record]:

@@ -70,7 +70,9 @@ def check_cell(base: Run, run: Run, cell: Cell, limits: Regress, deterministic: 
         return []  # not ok in the baseline: nothing to hold it to
     found = []
     metric = base.headline(cell[0])
-    if metric is not None and not pd.isna(was.get(metric)):
+    if metric is not None and not pd.isna(was.get(metric)) and pd.isna(now.get(metric)):
+        found.append(Finding(cell, f"{metric} {float(was[metric]):.4f} -> missing"))
+    elif metric is not None and not pd.isna(was.get(metric)):
         before, after = float(was[metric]), float(now[metric])
         if deterministic and before - after > limits.quality + 1e-9:
             found.append(

@@ -120,7 +120,7 @@ def run_suite(
         todo = [c for c in cells if c.key not in done]
         if done:
             console.print(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to run")
-        completed = run_cells(suite, todo, run_dir, model, worker, options, console)
+        completed = run_cells(suite, todo, run_dir, model, worker, options, console, out_of_memory_at(run_dir))
     finally:
         if worker is not None:
             worker.close()
@@ -171,10 +171,11 @@ def run_cells(
     worker: Worker | None,
     options: RunOptions,
     console: Console,
+    oom_at: dict[tuple[str, str], int],
 ) -> bool:
-    """Run `cells` in order, appending records; False if Ctrl-C stopped the run early."""
+    """Run `cells` in order, appending records; False if Ctrl-C stopped the run early. `oom_at`:
+    (task, strategy) -> the shortest length that ran out of memory, so far."""
     examples = ExampleCache(suite, model) if model is not None else None
-    oom_at: dict[tuple[str, str], int] = {}  # (task, strategy) -> the shortest length that ran out of memory
     records_path = run_dir / RECORDS
     with interruptible() as interrupt, progress_bar(console) as progress:
         overall = progress.add_task("all cells", total=len(cells) * suite.samples)
@@ -207,6 +208,17 @@ def run_cells(
             progress.remove_task(current)
             progress.console.print(f"  {cell.title}: {summarise(records)}")
     return True
+
+
+def out_of_memory_at(run_dir: Path) -> dict[tuple[str, str], int]:
+    """From the records already in `run_dir` (a resumed run): where each strategy ran out of memory."""
+    found: dict[tuple[str, str], int] = {}
+    path = run_dir / RECORDS
+    for r in read_records(path) if path.is_file() else []:
+        if r.status == "oom":
+            key = (r.task, r.strategy)
+            found[key] = min(found.get(key, r.context_length), r.context_length)
+    return found
 
 
 def summarise(records: list[Record]) -> str:

@@ -19,7 +19,7 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
-from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel
+from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel, next_power_of_two
 from lcbench.sparse.block_list import EMPTY, PARTIAL, BlockList
 from lcbench.sparse.patterns import Mask
 
@@ -31,14 +31,14 @@ def _forward(
     Q, K, V, Out, Counts, Indices, Flags, Globals,  # noqa: N803 (Triton pointers)
     stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
     stride_ob, stride_oh, stride_on,
-    n_q, n_kv, q_offset, max_tiles, heads, groups, scale,
+    n_q, n_kv, q_offset, kv_start, n_bucket, max_tiles, heads, groups, scale,
     sinks, window, stride,
     HAS_GLOBALS: tl.constexpr, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,  # noqa: N803
 ):  # fmt: skip
     tile = tl.program_id(0)
     bh = tl.program_id(1)
-    b = bh // heads
-    h = bh % heads
+    b = (bh // heads).to(tl.int64)  # 64-bit offsets: b * stride overflows 32 bits past ~500k tokens
+    h = (bh % heads).to(tl.int64)
     kv_head = h // groups
     rows = tile * BLOCK + tl.arange(0, BLOCK)
     dims = tl.arange(0, HEAD_DIM)
@@ -63,10 +63,11 @@ def _forward(
         )
         scores = tl.dot(q, k, input_precision=PRECISION) * log2_scale
         if tl.load(Flags + tile * max_tiles + j) != 0:
-            distance = q_pos[:, None] - cols[None, :]
-            near = (distance < window) | (cols[None, :] < sinks) | ((stride > 0) & (distance % tl.maximum(stride, 1) == 0))
+            kv_pos = cols + kv_start  # key positions: the keys may start past position 0 (a bounded cache)
+            distance = q_pos[:, None] - kv_pos[None, :]
+            near = (distance < window) | (kv_pos[None, :] < sinks) | ((stride > 0) & (distance % tl.maximum(stride, 1) == 0))
             if HAS_GLOBALS:
-                k_global = tl.load(Globals + cols, mask=cols < n_kv, other=0) != 0
+                k_global = tl.load(Globals + kv_pos, mask=cols < n_kv, other=0) != 0
                 near = near | q_global[:, None] | k_global[None, :]
             allowed = near & (distance >= 0) & (cols[None, :] < n_kv)
             scores = tl.where(allowed, scores, float("-inf"))
@@ -115,12 +116,13 @@ def block_sparse_attention(
     counts, indices, flags = compact_block_list(blocks, q.device)
     globals_ = element_mask.global_table(q.device)
     table = globals_ if globals_ is not None else torch.zeros(1, dtype=torch.int8, device=q.device)
-    run = kernel(_forward, CONFIGS, ("n_q", "n_kv", "HEAD_DIM"))
+    run = kernel(_forward, CONFIGS, ("n_bucket", "HEAD_DIM"))  # tuned per power-of-two length, not per length
     run[(len(counts), b * h)](
         q, k, v, out, counts, indices, flags, table,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(1), out.stride(2),
-        n_q, blocks.n_kv, int(blocks.q_positions[0]) if n_q else 0, indices.shape[1], h, h // k.shape[1],
+        n_q, blocks.n_kv, int(blocks.q_positions[0]) if n_q else 0, blocks.kv_start, next_power_of_two(max(n_q, blocks.n_kv)),
+        indices.shape[1], h, h // k.shape[1],
         d**-0.5 if scale is None else scale,
         element_mask.sinks, element_mask.window, element_mask.stride,
         HAS_GLOBALS=globals_ is not None, BLOCK=blocks.tile, HEAD_DIM=d, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",

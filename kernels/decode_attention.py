@@ -17,7 +17,7 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
-from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel
+from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel, next_power_of_two
 
 CONFIGS = ((2, 2), (4, 2), (4, 3), (8, 2))
 TARGET_SPLITS = 32
@@ -26,14 +26,14 @@ TARGET_SPLITS = 32
 def _partials(
     Q, K, V, Allowed, PartAcc, PartBest, PartTotal,  # noqa: N803 (Triton pointers)
     stride_qb, stride_qh, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
-    n_kv, keys_per_split, kv_heads, groups, n_splits, scale,
+    n_kv, n_bucket, keys_per_split, kv_heads, groups, n_splits, scale,
     HAS_ALLOWED: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,  # noqa: N803
     PRECISION: tl.constexpr,  # noqa: N803
 ):  # fmt: skip
     bkv = tl.program_id(0)
     split = tl.program_id(1)
-    b = bkv // kv_heads
-    kv_head = bkv % kv_heads
+    b = (bkv // kv_heads).to(tl.int64)  # 64-bit offsets for long caches
+    kv_head = (bkv % kv_heads).to(tl.int64)
     lanes = tl.arange(0, BLOCK_H)
     heads = kv_head * groups + lanes
     dims = tl.arange(0, HEAD_DIM)
@@ -100,11 +100,11 @@ def decode_attention(
     partial_best = torch.empty(b * h * n_splits, dtype=torch.float32, device=q.device)
     partial_total = torch.empty_like(partial_best)
     row = allowed.to(torch.int8).contiguous() if allowed is not None else torch.zeros(1, dtype=torch.int8, device=q.device)
-    split_kernel = kernel(_partials, CONFIGS, ("n_kv", "HEAD_DIM"))
+    split_kernel = kernel(_partials, CONFIGS, ("n_bucket", "HEAD_DIM"))  # not re-tuned at every new cache length
     split_kernel[(b * kv_heads, n_splits)](
         q, k, v, row, partial_acc, partial_best, partial_total,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
-        n, keys_per_split, kv_heads, groups, n_splits, d**-0.5 if scale is None else scale,
+        n, next_power_of_two(n), keys_per_split, kv_heads, groups, n_splits, d**-0.5 if scale is None else scale,
         HAS_ALLOWED=allowed is not None, BLOCK_H=max(16, next_power_of_two(groups)), BLOCK_N=block_n, HEAD_DIM=d,
         PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
     )  # fmt: skip
@@ -113,10 +113,6 @@ def decode_attention(
         partial_acc, partial_best, partial_total, out, n_splits, BLOCK_S=next_power_of_two(n_splits), HEAD_DIM=d
     )
     return out, chosen_config(split_kernel)
-
-
-def next_power_of_two(x: int) -> int:
-    return 1 << max(0, (x - 1).bit_length())
 
 
 def reference_decode(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None = None, scale: float | None = None) -> Tensor:

@@ -37,6 +37,10 @@ def kernel(fn: Callable[..., Any], configs: tuple[tuple[int, int], ...] = (), ke
     return triton.autotune(configs=tuned, key=list(key))(jitted)
 
 
+def next_power_of_two(x: int) -> int:
+    return 1 << max(0, (x - 1).bit_length())
+
+
 def chosen_config(compiled: Any) -> str:
     """The config autotuning picked, as text for the record."""
     best = getattr(compiled, "best_config", None)

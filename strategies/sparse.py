@@ -114,7 +114,9 @@ class Sparse(Strategy):
     def chunk_for(self, cache: object | None) -> int:
         """Chunked prefill only where the cache is bounded: each chunk then attends to at most
         sinks + window + globals cached keys besides itself, so prefill memory stays flat."""
-        return self.prefill_chunk if isinstance(cache, BoundedCache) else 0
+        if not isinstance(cache, BoundedCache) or cache.has_globals():
+            return 0  # global query tokens at the prompt's end must see every key: one pass
+        return self.prefill_chunk
 
     def call(self, prompt_tokens: int, query_tokens: int, cache: object | None) -> SparseCall:
         """The settings one generation runs with (the attention path, mask and cache)."""

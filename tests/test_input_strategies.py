@@ -80,14 +80,17 @@ def test_dp_chunked_says_when_there_are_no_boundaries(reference):
     assert "no unit boundaries" in DpChunked(max_chunk_tokens=96).run(reference, bare).note
 
 
-@pytest.mark.parametrize("cls, params, message", [
-    (Blockwise, {"block_tokens": 4}, "block_tokens"),
-    (Blockwise, {"block_tokens": 64, "overlap": 64}, "overlap"),
-    (Blockwise, {"reduce": "vote"}, "reduce"),
-    (DpChunked, {"max_chunk_tokens": 0}, "max_chunk_tokens"),
-    (Recursive, {"fan_in": 1}, "fan_in"),
-    (Recursive, {"chunk_tokens": 64, "memory_tokens": 60}, "memory_tokens"),
-])
+@pytest.mark.parametrize(
+    "cls, params, message",
+    [
+        (Blockwise, {"block_tokens": 4}, "block_tokens"),
+        (Blockwise, {"block_tokens": 64, "overlap": 64}, "overlap"),
+        (Blockwise, {"reduce": "vote"}, "reduce"),
+        (DpChunked, {"max_chunk_tokens": 0}, "max_chunk_tokens"),
+        (Recursive, {"fan_in": 1}, "fan_in"),
+        (Recursive, {"chunk_tokens": 64, "memory_tokens": 60}, "memory_tokens"),
+    ],
+)
 def test_bad_params_are_refused(cls, params, message):
     with pytest.raises(ValueError, match=message):
         cls(**params)

@@ -177,3 +177,18 @@ def test_gpu_benchmark_script_dry_run_builds_its_inputs():
     )
     assert done.returncode == 0, done.stderr
     assert "N 2048: q (1, 8, 256, 128)" in done.stdout and "dry run: arguments, inputs and block lists are ready" in done.stdout
+
+
+def test_prefill_kernel_with_keys_that_start_past_position_zero():
+    """A bounded cache hands the kernel keys at positions kv_start.. : distances use positions."""
+    strategy = TritonFused(pattern="window", window=40, tile=32)
+    call = strategy.call(160, 0, None)
+    kv_start, n_kv, q_positions = 90, 70, torch.arange(120, 160)
+    q, k, v = tensors((1, 4, 40, 32), (1, 2, n_kv, 32), torch.float32, seed=9)
+    blocks = build_block_list(call.mask, q_positions, kv_start, n_kv, 32)
+    out, _ = block_sparse_attention(q, k, v, blocks, call.element_mask)
+    zero = torch.zeros((), dtype=torch.long)
+    allowed = call.mask(zero, zero, q_positions[:, None], torch.arange(kv_start, kv_start + n_kv)[None, :])
+    scores = (q.cpu() @ k.cpu().repeat_interleave(2, 1).transpose(-1, -2)) * 32**-0.5
+    reference = torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v.cpu().repeat_interleave(2, 1)
+    assert (out.cpu() - reference).abs().max() <= 1e-5

@@ -100,3 +100,19 @@ def test_a_measured_cell_reports_the_bytes_a_strategy_allocated(llama):
     record = measure_example(base, Hungry(), task, llama, example, repeats=1)
     assert record.status == "ok" and record.memory["source"] == "rss"
     assert abs(record.peak_mem_bytes - size) <= 0.1 * size, (record.peak_mem_bytes, size)
+
+
+def test_appending_after_a_torn_last_line_keeps_the_file_readable(tmp_path):
+    from lcbench.records import Record, RecordWriter, read_records
+
+    path = tmp_path / "records.jsonl"
+    first = Record(
+        suite="s", task="t", strategy="x", strategy_name="x", params={}, context_length=1, example_id="a", cell_key="k"
+    )
+    with RecordWriter(path) as writer:
+        writer.write([first])
+    with open(path, "a") as f:
+        f.write('{"suite": "s", "task": "t", "strat')  # a writer killed mid-line
+    with RecordWriter(path) as writer:
+        writer.write([Record(**{**first.__dict__, "example_id": "b"})])
+    assert [r.example_id for r in read_records(path)] == ["a", "b"]

@@ -27,11 +27,14 @@ def test_edit_similarity_by_hand():
     assert edit_similarity("", "") == 1.0 and edit_similarity("abc", "") == 0.0
 
 
-@pytest.mark.parametrize("hypothesis, reference", [
-    ("the cat sat on the mat", "the cat sat on the mat"),
-    ("the cat sat on a mat", "the cat sat on the mat"),
-    ("kavo tiru menalo sipo", "kavo tiru menali sipo daro"),
-])
+@pytest.mark.parametrize(
+    "hypothesis, reference",
+    [
+        ("the cat sat on the mat", "the cat sat on the mat"),
+        ("the cat sat on a mat", "the cat sat on the mat"),
+        ("kavo tiru menalo sipo", "kavo tiru menali sipo daro"),
+    ],
+)
 def test_bleu_and_chrf_agree_with_sacrebleu(hypothesis, reference):
     assert chrf(hypothesis, reference) == pytest.approx(sacrebleu.sentence_chrf(hypothesis, [reference]).score)
     expected_bleu = sacrebleu.metrics.BLEU(effective_order=True).sentence_score(hypothesis, [reference]).score

@@ -15,12 +15,15 @@ def answers(*texts_and_logprobs):
     return [Generation(text, 5, max(len(text.split()), 1), 0.1, 0.1, logprob) for text, logprob in texts_and_logprobs]
 
 
-@pytest.mark.parametrize("rule, expected", [
-    ("first", "bemi"),
-    ("majority", "tuna"),
-    ("confident", "sori"),
-    ("union", "bemi tuna sori"),
-])
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        ("first", "bemi"),
+        ("majority", "tuna"),
+        ("confident", "sori"),
+        ("union", "bemi tuna sori"),
+    ],
+)
 def test_combine_rules(rule, expected):
     found = answers(("none", -0.1), ("bemi", -3.0), ("tuna", -2.0), ("none", -0.1), ("tuna", -2.5), ("sori", -0.5))
     assert combine(found, rule, EXAMPLE) == expected

@@ -26,7 +26,8 @@ def test_unknown_name_suggests():
 @pytest.fixture
 def plugin_distribution(tmp_path, monkeypatch):
     """A distribution installed on sys.path with one strategy in the `lcbench.strategies` group."""
-    (tmp_path / "echo_plugin.py").write_text(textwrap.dedent('''
+    (tmp_path / "echo_plugin.py").write_text(
+        textwrap.dedent('''
         from dataclasses import dataclass
         from typing import ClassVar
         from lcbench.strategies.base import Prediction, Strategy, Usage
@@ -39,7 +40,8 @@ def plugin_distribution(tmp_path, monkeypatch):
 
             def run(self, model, example):
                 return Prediction(example.context.split()[self.word], Usage(calls=0))
-    '''))
+    ''')
+    )
     info = tmp_path / "echo_plugin-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-plugin\nVersion: 1.0\n")

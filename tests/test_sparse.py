@@ -208,3 +208,11 @@ def test_chunked_prefill_memory_is_flat_in_the_prompt_length(reference):
             reference.generate(prompt, 1, cache=cache, prefill_chunk=strategy.chunk_for(cache))
         peaks[n] = meter.result.rss_bytes
     assert peaks[8192] < 1.5 * peaks[2048] + (4 << 20)  # 4x the prompt, about the same memory
+
+
+def test_longformer_prefills_in_one_pass_so_its_global_query_sees_everything(llama):
+    example = long_example(llama, 300, 10)
+    strategy = Sparse(pattern="longformer", window=32, tile=32, prefill_chunk=50)
+    assert strategy.chunk_for(strategy.cache_for(llama, 300, 3)) == 0
+    one_pass = Sparse(pattern="longformer", window=32, tile=32, prefill_chunk=0).run(llama, example)
+    assert strategy.run(llama, example).text == one_pass.text

@@ -106,16 +106,19 @@ def test_exact_match(prediction, expected):
     assert normalize("  Kalo .  ") == "kalo"
 
 
-@pytest.mark.parametrize("task, params, message", [
-    ("needle", {"depths": []}, "depths"),
-    ("needle", {"mode": "haystack"}, "mode"),
-    ("mt", {"distances": [0]}, "distances"),
-    ("vt", {"hops": 0}, "hops"),
-    ("aggregation", {"lead": 1.0}, "lead"),
-    ("dialogue", {"speakers": 1}, "speakers"),
-    ("code", {"max_params": 0}, "max_params"),
-    ("jsonl", {}, "path is required"),
-])
+@pytest.mark.parametrize(
+    "task, params, message",
+    [
+        ("needle", {"depths": []}, "depths"),
+        ("needle", {"mode": "haystack"}, "mode"),
+        ("mt", {"distances": [0]}, "distances"),
+        ("vt", {"hops": 0}, "hops"),
+        ("aggregation", {"lead": 1.0}, "lead"),
+        ("dialogue", {"speakers": 1}, "speakers"),
+        ("code", {"max_params": 0}, "max_params"),
+        ("jsonl", {}, "path is required"),
+    ],
+)
 def test_bad_params(task, params, message):
     with pytest.raises(ValueError, match=message):
         tasks()[task](**params)

@@ -54,8 +54,8 @@ def attend_rows(
     key = k_tiles[:, :, kv_index].transpose(1, 2).reshape(b * n, h_kv, width * t, d)
     value = v_tiles[:, :, kv_index].transpose(1, 2).reshape(b * n, h_kv, width * t, v_tiles.shape[-1])
     mask = blocks.rows_mask(batch, rows)
-    if mask is not None:
-        mask = mask.repeat(b, 1, 1)[:, None]  # (b * n, 1, T, C * T): the same for every head
+    if mask is not None:  # built on the CPU with the block list
+        mask = mask.to(query.device).repeat(b, 1, 1)[:, None]  # (b * n, 1, T, C * T): the same for every head
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale, enable_gqa=h != h_kv)
     return out.view(b, n, h, t, -1).transpose(1, 2)
 

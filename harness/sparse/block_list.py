@@ -104,7 +104,7 @@ def build_block_list(mask: Mask, q_positions: Tensor, kv_start: int, n_kv: int, 
 Tile = tuple[int, int]  # (query tile, key tile)
 
 
-def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[int]], dict[Tile, Tensor]]:
+def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[int]], dict[Tile, Tensor | None]]:
     """The key tiles each query tile must visit (candidates with anything allowed), and the
     element masks of those only partly allowed; tiles absent from that dict are FULL.
 
@@ -113,7 +113,7 @@ def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[i
     so a causal or window pattern evaluates only its diagonal and edges."""
     t = probe.tile
     visited: list[list[int]] = [[] for _ in candidates]
-    partial: dict[Tile, Tensor] = {}
+    partial: dict[Tile, Tensor | None] = {}  # None: partly allowed, its mask recomputed when needed
     q_pos = probe.q_positions.tolist()
     for slot in range(max((len(c) for c in candidates), default=0)):
         unknown: list[int] = []
@@ -140,7 +140,9 @@ def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[i
                 visited[i].append(kv)
                 whole = (i + 1) * t <= probe.n_q and (kv + 1) * t <= probe.n_kv
                 if not (whole and counts[r] == t * t):
-                    partial[(i, kv)] = allowed[r]
+                    # kept only while small: a view would hold its whole slot alive (strided: N^2/2 bytes)
+                    keep = (len(partial) + 1) * t * t <= CACHED_MASK_BYTES
+                    partial[(i, kv)] = allowed[r].clone() if keep else None
     return visited, partial
 
 
@@ -153,7 +155,7 @@ def split_by_width(visited: list[list[int]]) -> list[list[int]]:
     return [[i for i, v in enumerate(visited) if len(v) <= limit], [i for i, v in enumerate(visited) if len(v) > limit]]
 
 
-def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: dict[Tile, Tensor]) -> TileBatch:
+def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: dict[Tile, Tensor | None]) -> TileBatch:
     t = probe.tile
     width = max(1, max(len(visited[i]) for i in rows))
     kv_tiles = torch.zeros((len(rows), width), dtype=torch.long)
@@ -164,11 +166,13 @@ def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: d
             [PARTIAL if (i, kv) in partial else FULL for kv in visited[i]], dtype=torch.int8
         )
     batch = TileBatch(torch.tensor(rows, dtype=torch.long), kv_tiles, kinds)
-    if batch.all_full or len(rows) * width * t * t > CACHED_MASK_BYTES:
+    unkept = any(partial.get((i, kv), 0) is None for i in rows for kv in visited[i])
+    if batch.all_full or unkept or len(rows) * width * t * t > CACHED_MASK_BYTES:
         return batch
     masks = (kinds == FULL)[:, None, :, None].expand(len(rows), t, width, t).clone()  # padding slots: False
     for r, i in enumerate(rows):
         for slot, kv in enumerate(visited[i]):
-            if (i, kv) in partial:
-                masks[r, :, slot] = partial[(i, kv)]
+            tile_mask = partial.get((i, kv))
+            if tile_mask is not None:
+                masks[r, :, slot] = tile_mask
     return TileBatch(batch.q_tiles, kv_tiles, kinds, masks.view(len(rows), t, width * t), kept_masks=True)

@@ -82,5 +82,10 @@ class BoundedCache(Cache):
         assert isinstance(layer, BoundedLayer)
         return layer.positions
 
+    def has_globals(self) -> bool:
+        layer = self.layers[0]
+        assert isinstance(layer, BoundedLayer)
+        return len(layer.global_positions) > 0
+
     def kept_tokens(self) -> int:
         return len(self.key_positions())

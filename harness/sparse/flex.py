@@ -66,4 +66,4 @@ def compiled_flex_attention() -> Any:
 def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None) -> Tensor:
     """Shapes as `block_sparse_attention`: q (b, h, n_q, d), k, v (b, h_kv, n_kv, d) -> (b, h, n_q, d)."""
     flex = compiled_flex_attention()
-    return flex(q, k, v, block_mask=block_mask(blocks), scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+    return flex(q, k, v, block_mask=block_mask(blocks).to(q.device), scale=scale, enable_gqa=q.shape[1] != k.shape[1])

@@ -99,7 +99,8 @@ def global_tokens(positions: Sequence[int], length: int) -> Mask:
     table[chosen] = True
 
     def is_global(index: Tensor) -> Tensor:
-        return table[index.clamp(0, len(table) - 1)] & (index < len(table))
+        lookup = table if table.device == index.device else table.to(index.device)
+        return lookup[index.clamp(0, len(table) - 1)] & (index < len(table))
 
     def spans(lo: int, hi: int) -> Spans:
         if any(lo <= p < hi for p in chosen):
