@@ -58,7 +58,7 @@ def bootstrap_difference(
 
 def compare_rows(a: Run, b: Run) -> list[dict[str, object]]:
     rows = []
-    cells_a, cells_b = a.cells(), b.cells()
+    cells_a, cells_b = a.cells, b.cells
     for cell in shared_cells(a, b):
         ra, rb = cells_a[cell], cells_b[cell]
         row: dict[str, object] = {"task": cell[0], "strategy": cell[1], "context_length": cell[2], "run": str(b.path)}

@@ -24,7 +24,7 @@ from lcbench.errors import UserError
 from lcbench.model import Model
 from lcbench.plan import Cell
 from lcbench.records import Record, RecordWriter, read_records
-from lcbench.runner import ExampleCache, run_cell
+from lcbench.runner import ExampleCache, cell_record, run_cell
 from lcbench.suite import Suite
 
 
@@ -32,22 +32,6 @@ from lcbench.suite import Suite
 class Limits:
     cell_timeout: float | None = None  # seconds of wall time per cell
     max_memory: int | None = None  # bytes of address space per child (setrlimit)
-
-
-def cell_record(suite: Suite, cell: Cell, index: int, status: str, message: str) -> Record:
-    """A record for an example the cell never got to (timeout, crash, skipped)."""
-    return Record(
-        suite=suite.name,
-        task=cell.task.name,
-        strategy=cell.strategy.key,
-        strategy_name=cell.strategy.name,
-        params=dict(cell.strategy.params),
-        context_length=cell.length,
-        example_id=f"{cell.task.name}-{cell.length}-{index}",
-        cell_key=cell.key,
-        status=status,  # type: ignore[arg-type]
-        message=message,
-    )
 
 
 def run_in_process(

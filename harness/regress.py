@@ -63,7 +63,7 @@ def relative(cells: dict[Cell, pd.Series], cell: Cell, column: str) -> float | N
 
 
 def check_cell(base: Run, run: Run, cell: Cell, limits: Regress, deterministic: bool) -> list[Finding]:
-    was, now = base.cells()[cell], run.cells()[cell]
+    was, now = base.cells[cell], run.cells[cell]
     if was["status"] == "ok" and now["status"] != "ok":
         return [Finding(cell, f"status ok -> {now['status']}: {now['message']}")]
     if was["status"] != "ok" or now["status"] != "ok":
@@ -86,7 +86,7 @@ def check_cell(base: Run, run: Run, cell: Cell, limits: Regress, deterministic: 
                 )
     if cell[1] != REFERENCE_STRATEGY:
         for column, higher_is_better in (("latency_s", False), ("prefill_tok_s", True)):
-            b, r = relative(base.cells(), cell, column), relative(run.cells(), cell, column)
+            b, r = relative(base.cells, cell, column), relative(run.cells, cell, column)
             if b is None or r is None:
                 continue
             worse = r < b * (1 - limits.throughput) if higher_is_better else r > b * (1 + limits.throughput)
@@ -111,7 +111,7 @@ def regress(baseline: Path, run_path: Path, overrides: dict[str, float | None]) 
     run = Run.load(run_path, "run")
     limits = tolerances(run, overrides)
     shared = shared_cells(base, run)
-    findings = [Finding(c, "missing from the run") for c in base.cells() if c not in run.cells()]
+    findings = [Finding(c, "missing from the run") for c in base.cells if c not in run.cells]
     deterministic = str(base.env.get("device", "cpu")).startswith("cpu") and str(run.env.get("device", "cpu")).startswith("cpu")
     for cell in shared:
         findings += check_cell(base, run, cell, limits, deterministic)

@@ -3,6 +3,7 @@ problem (missing folder, no records, a corrupt line) a clear error instead of a 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import pandas as pd
 from lcbench.errors import UserError
 from lcbench.records import RECORDS, Record, read_records
 from lcbench.report import strategy_order
-from lcbench.summary import CELL, quality_metrics, summarize
+from lcbench.summary import quality_metrics, summarize
 
 Cell = tuple[str, str, int]  # (task, strategy label, context length)
 
@@ -47,7 +48,9 @@ class Run:
     def suite(self) -> str:
         return self.records[0].suite
 
+    @functools.cached_property
     def cells(self) -> dict[Cell, pd.Series]:
+        """The summary's rows by cell, computed once (compare and regress look cells up often)."""
         return {(r["task"], r["strategy"], int(r["context_length"])): r for _, r in self.summary.iterrows()}
 
     def headline(self, task: str) -> str | None:
@@ -67,7 +70,7 @@ def shared_cells(a: Run, b: Run) -> list[Cell]:
     """Cells both runs hold, or a clear error saying what differs."""
     if a.suite != b.suite:
         raise UserError(f"`{a.path}` ran suite `{a.suite}` and `{b.path}` ran `{b.suite}`; compare runs of one suite")
-    cells_a, cells_b = a.cells(), b.cells()
+    cells_a, cells_b = a.cells, b.cells
     shared = [c for c in cells_a if c in cells_b]
     if not shared:
         raise UserError(
@@ -84,6 +87,3 @@ def environment_differences(a: Run, b: Run) -> list[str]:
     """What differs between the machines and software of two runs, said up front."""
     keys = ("device", "gpu", "cpu", "torch", "transformers", "lcbench", "python", "model")
     return [f"{k}: {a.env.get(k)!r} vs {b.env.get(k)!r}" for k in keys if a.env.get(k) != b.env.get(k)]
-
-
-__all__ = ["CELL", "Cell", "Run", "environment_differences", "shared_cells"]

@@ -60,9 +60,9 @@ def check_vocabulary(model: Model, task: Task, example: Example) -> None:
         )
 
 
-def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_example: Callable[[], None]) -> Iterator[Record]:
-    """Yield one record per example; a failure becomes a record, never an exception."""
-    base = dict(
+def cell_fields(suite: Suite, cell: Cell) -> dict[str, Any]:
+    """What every record of a cell says about where it belongs."""
+    return dict(
         suite=suite.name,
         task=cell.task.name,
         strategy=cell.strategy.key,
@@ -71,6 +71,17 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_
         context_length=cell.length,
         cell_key=cell.key,
     )
+
+
+def cell_record(suite: Suite, cell: Cell, index: int, status: str, message: str) -> Record:
+    """A record for an example that never ran (the cell failed, timed out, crashed or was skipped)."""
+    example_id = f"{cell.task.name}-{cell.length}-{index}"
+    return Record(**cell_fields(suite, cell), example_id=example_id, status=status, message=message)  # type: ignore[arg-type]
+
+
+def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_example: Callable[[], None]) -> Iterator[Record]:
+    """Yield one record per example; a failure becomes a record, never an exception."""
+    base = cell_fields(suite, cell)
     task = task_class(cell.task.name)(**cell.task.params)
     strategy = strategy_class(cell.strategy.name)(**cell.strategy.params)
     try:
@@ -78,7 +89,7 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_
     except Exception as exc:  # e.g. a length too short for the task: the cell fails, the run goes on
         for i in range(suite.samples):
             on_example()
-            yield Record(**base, example_id=f"{cell.task.name}-{cell.length}-{i}", status="error", message=describe(exc))
+            yield cell_record(suite, cell, i, "error", describe(exc))
         return
     reason = strategy.unavailable_reason(model)
     if reason is None:

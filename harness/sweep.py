@@ -24,12 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from lcbench.environment import environment
 from lcbench.errors import UserError
-from lcbench.executor import Limits, Worker, cell_record, run_in_process, run_isolated
+from lcbench.executor import Limits, Worker, run_in_process, run_isolated
 from lcbench.model import Model, check_model_dir
 from lcbench.plan import Cell, plan
 from lcbench.records import RECORDS, Record, RecordWriter, read_records, write_atomic
 from lcbench.report import headline, write_report
-from lcbench.runner import ExampleCache
+from lcbench.runner import ExampleCache, cell_record
 from lcbench.suite import REFERENCE, Suite
 
 REFERENCE_DIR = Path(__file__).parent / "reference"  # the shipped model, trained by `lcbench train-reference`

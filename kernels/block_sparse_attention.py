@@ -22,6 +22,7 @@ from torch import Tensor
 from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel, next_power_of_two
 from lcbench.sparse.block_list import EMPTY, PARTIAL, BlockList
 from lcbench.sparse.patterns import Mask
+from lcbench.sparse.reference import masked_attention
 
 NO_LIMIT = 2**31 - 1
 CONFIGS = ((4, 2), (4, 3), (8, 2), (8, 3))
@@ -149,12 +150,6 @@ class ElementMask:
         return table.to(device)
 
 
-def reference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask, q_offset: int = 0, scale: float | None = None) -> Tensor:
-    """Dense softmax attention in fp32 with `mask` materialised (small inputs only): the definition."""
-    groups = q.shape[1] // k.shape[1]
-    k, v = k.float().repeat_interleave(groups, 1), v.float().repeat_interleave(groups, 1)
-    zero = torch.zeros((), dtype=torch.long)
-    q_pos = torch.arange(q.shape[2]) + q_offset
-    allowed = mask(zero, zero, q_pos[:, None], torch.arange(k.shape[2])[None, :]).to(q.device)
-    scores = (q.float() @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5 if scale is None else scale)
-    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v
+def reference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Mask) -> Tensor:
+    """The kernel's reference: dense masked attention in fp32 (small inputs only)."""
+    return masked_attention(q.float(), k.float(), v.float(), mask)

@@ -14,6 +14,7 @@ pytest.importorskip("triton", reason="Triton is not installed: the kernels canno
 from lcbench.kernels.block_sparse_attention import block_sparse_attention, reference_attention  # noqa: E402
 from lcbench.kernels.decode_attention import decode_attention, reference_decode  # noqa: E402
 from lcbench.sparse.block_list import build_block_list  # noqa: E402
+from lcbench.sparse.reference import masked_attention  # noqa: E402
 from lcbench.strategies.sparse import PATTERNS, Sparse  # noqa: E402
 from lcbench.strategies.triton_fused import TritonFused  # noqa: E402
 
@@ -51,20 +52,9 @@ def prefill_case(pattern: str, n: int, dim: int, groups: int, dtype: torch.dtype
     blocks = build_block_list(call.mask, torch.arange(n), 0, n, strategy.tile)
     out, config = block_sparse_attention(q, k, v, blocks, call.element_mask)
     reference = reference_attention(q.cpu(), k.cpu(), v.cpu(), call.mask)
-    same_dtype = reference if dtype == torch.float32 else torch_attention_in(dtype, q.cpu(), k.cpu(), v.cpu(), call.mask)
+    same_dtype = reference if dtype == torch.float32 else masked_attention(q.cpu(), k.cpu(), v.cpu(), call.mask)
     assert out.shape == q.shape and out.dtype == dtype and config
     assert within_tolerance(out.cpu(), reference, same_dtype, dtype), float((out.cpu().float() - reference).abs().max())
-
-
-def torch_attention_in(dtype, q, k, v, mask):
-    """Plain torch attention computed in `dtype` (the error budget the kernel is held to)."""
-    groups = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-    positions = torch.arange(q.shape[2])
-    zero = torch.zeros((), dtype=torch.long)
-    allowed = mask(zero, zero, positions[:, None], positions[None, :])
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    return torch.softmax(scores.masked_fill(~allowed, float("-inf")).float(), -1).to(dtype) @ v
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -187,8 +177,5 @@ def test_prefill_kernel_with_keys_that_start_past_position_zero():
     q, k, v = tensors((1, 4, 40, 32), (1, 2, n_kv, 32), torch.float32, seed=9)
     blocks = build_block_list(call.mask, q_positions, kv_start, n_kv, 32)
     out, _ = block_sparse_attention(q, k, v, blocks, call.element_mask)
-    zero = torch.zeros((), dtype=torch.long)
-    allowed = call.mask(zero, zero, q_positions[:, None], torch.arange(kv_start, kv_start + n_kv)[None, :])
-    scores = (q.cpu() @ k.cpu().repeat_interleave(2, 1).transpose(-1, -2)) * 32**-0.5
-    reference = torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v.cpu().repeat_interleave(2, 1)
+    reference = masked_attention(q.cpu(), k.cpu(), v.cpu(), call.mask, q_positions, torch.arange(kv_start, kv_start + n_kv))
     assert (out.cpu() - reference).abs().max() <= 1e-5

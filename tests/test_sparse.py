@@ -11,7 +11,7 @@ from lcbench.model import Model
 from lcbench.sparse.block_attention import block_sparse_attention
 from lcbench.sparse.block_list import build_block_list
 from lcbench.sparse.bounded_cache import BoundedCache
-from lcbench.sparse.patterns import Mask
+from lcbench.sparse.reference import masked_attention
 from lcbench.strategies.full import Full
 from lcbench.strategies.sparse import PATTERNS, Sparse
 from lcbench.tasks.base import Example
@@ -26,17 +26,6 @@ SMALL = {
     "stride": 24,
     "seed": 5,
 }
-
-
-def dense_reference(q, k, v, mask: Mask):
-    """Plain softmax attention with the mask materialised: the definition, for small N only."""
-    groups = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-    positions = torch.arange(q.shape[2])
-    zero = torch.zeros((), dtype=torch.long)
-    allowed = mask(zero, zero, positions[:, None], positions[None, :])
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v
 
 
 def qkv(n: int, heads: int, kv_heads: int, dim: int = 32, seed: int = 0):
@@ -57,7 +46,7 @@ def test_block_path_matches_dense_reference(pattern, n, heads, kv_heads):
     q, k, v = qkv(n, heads, kv_heads)
     blocks = build_block_list(mask, torch.arange(n), 0, n, strategy.tile)
     out = block_sparse_attention(q, k, v, blocks)
-    assert (out - dense_reference(q, k, v, mask)).abs().max() <= 1e-5
+    assert (out - masked_attention(q, k, v, mask)).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
