@@ -30,7 +30,7 @@ from lcbench.sparse.flex import flex_block_attention
 from lcbench.sparse.interface import register, sparse_call
 from lcbench.strategies.sparse import Sparse
 from lcbench.suite import parse_length
-from lcbench.sweep import REFERENCE_DIR
+from lcbench.sweep import reference_dir
 
 MiB = 1 << 20
 
@@ -187,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     lengths = [parse_length(x) for x in args.lengths.split(",")]
     rows = [prefill_row(n, args) for n in lengths]
-    model = Model.load(REFERENCE_DIR, device=args.device)
+    model = Model.load(reference_dir("mt"), device=args.device)
     decodes = decode_rows(model, [lengths[0], lengths[-1]], args)
     failed = report(rows, decodes, args)
     sys.exit(1 if failed else 0)

@@ -32,7 +32,11 @@ from lcbench.report import headline, write_report
 from lcbench.runner import ExampleCache, cell_record
 from lcbench.suite import REFERENCE, Suite
 
-REFERENCE_DIR = Path(__file__).parent / "reference"  # the shipped model, trained by `lcbench train-reference`
+REFERENCE_DIR = Path(__file__).parent / "reference"  # the shipped models, trained by `lcbench train-reference`
+# Which shipped model answers a task under `model: reference`: translation has its own model;
+# every answer family (and a user's jsonl data) goes to the look-up model.
+REFERENCE_MODELS = {"mt": "mt"}
+LOOKUP = "lookup"
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,18 @@ class RunOptions:
     resume: Path | None = None  # a run folder to complete
 
 
-def model_path(suite: Suite) -> Path:
-    return REFERENCE_DIR if suite.model == REFERENCE else Path(suite.model)
+def reference_dir(task: str) -> Path:
+    """The shipped model that `model: reference` runs `task` on."""
+    return REFERENCE_DIR / REFERENCE_MODELS.get(task, LOOKUP)
+
+
+def model_path(suite: Suite, task: str) -> Path:
+    return reference_dir(task) if suite.model == REFERENCE else Path(suite.model)
+
+
+def model_label(suite: Suite, task: str) -> str:
+    """What answered `task`, as the report and env.json name it."""
+    return f"{REFERENCE}/{reference_dir(task).name}" if suite.model == REFERENCE else suite.model
 
 
 def new_run_dir(suite: Suite) -> Path:
@@ -109,21 +123,21 @@ def run_suite(
     suite: Suite, suite_hash: str, suite_file: str, console: Console | None = None, options: RunOptions | None = None
 ) -> tuple[Path, bool]:
     """Run every cell of `suite` not yet done; return (the run folder, whether every cell ran).
-    A new folder is made only once the model has loaded, so a bad model path leaves nothing."""
+    A new folder is made only once the first model has loaded, so a bad model path leaves nothing."""
     console = console or Console(stderr=True)
     options = options or RunOptions()
-    model, worker = load(suite, options)
+    models = Models(suite, options)
     try:
-        run_dir, suite_hash = open_run_dir(suite, suite_hash, suite_file, options, model, worker)
+        first = models.for_task(suite.tasks[0].name)
+        run_dir, suite_hash = open_run_dir(suite, suite_hash, suite_file, options, first)
         cells = plan(suite, suite_hash)
         done = finished_cells(run_dir, cells, suite.samples) if options.resume is not None else set()
         todo = [c for c in cells if c.key not in done]
         if done:
             console.print(f"resuming {run_dir}: {len(done)} cells done, {len(todo)} to run")
-        completed = run_cells(suite, todo, run_dir, model, worker, options, console, out_of_memory_at(run_dir))
+        completed = run_cells(suite, todo, run_dir, models, options, console, out_of_memory_at(run_dir))
     finally:
-        if worker is not None:
-            worker.close()
+        models.close()
     summary = write_report(run_dir)
     print(headline(summary, list(read_records(run_dir / RECORDS))))
     print(f"\nresults in {run_dir}/ (records.jsonl, summary.csv, report.md, env.json)")
@@ -132,31 +146,66 @@ def run_suite(
     return run_dir, completed
 
 
-def load(suite: Suite, options: RunOptions) -> tuple[Model | None, Worker | None]:
-    """The model here, or (isolated) a started worker that holds it."""
-    if not options.isolate:
-        return Model.load(model_path(suite), suite.device, suite.dtype, suite.trust_remote_code), None
-    problems = check_model_dir(model_path(suite), suite.trust_remote_code)
-    if problems:  # said here, plainly, rather than as a worker that died loading
-        raise UserError(problems)
-    worker = Worker(suite, str(model_path(suite)), options.limits)
-    worker.start()
-    return None, worker
+@dataclass
+class Loaded:
+    """One model, here (`model`, with its example cache) or in an isolated `worker`."""
+
+    model: Model | None = None
+    worker: Worker | None = None
+    examples: ExampleCache | None = None
+
+    @property
+    def device(self) -> str:
+        return self.worker.device if self.worker is not None else self.model.device  # type: ignore[union-attr]
+
+    @property
+    def dtype(self) -> str:
+        return self.worker.dtype if self.worker is not None else str(next(self.model.hf_model.parameters()).dtype)  # type: ignore[union-attr]
 
 
-def open_run_dir(
-    suite: Suite, suite_hash: str, suite_file: str, options: RunOptions, model: Model | None, worker: Worker | None
-) -> tuple[Path, str]:
+class Models:
+    """The models a suite's tasks run on, each loaded once, when its first cell comes: one for a
+    user's model; under `model: reference`, the shipped model of each task's family. Every model
+    folder is checked before anything loads."""
+
+    def __init__(self, suite: Suite, options: RunOptions) -> None:
+        self.suite, self.options = suite, options
+        self.loaded: dict[Path, Loaded] = {}
+        paths = sorted({model_path(suite, t.name) for t in suite.tasks})
+        problems = [p for path in paths for p in check_model_dir(path, suite.trust_remote_code)]
+        if problems:  # said here, plainly, rather than as a worker that died loading
+            raise UserError(problems)
+
+    def for_task(self, task: str) -> Loaded:
+        path = model_path(self.suite, task)
+        if path not in self.loaded:
+            self.loaded[path] = self.load(path)
+        return self.loaded[path]
+
+    def load(self, path: Path) -> Loaded:
+        suite = self.suite
+        if self.options.isolate:
+            worker = Worker(suite, str(path), self.options.limits)
+            worker.start()
+            return Loaded(worker=worker)
+        model = Model.load(path, suite.device, suite.dtype, suite.trust_remote_code)
+        return Loaded(model=model, examples=ExampleCache(suite, model))
+
+    def close(self) -> None:
+        for loaded in self.loaded.values():
+            if loaded.worker is not None:
+                loaded.worker.close()
+
+
+def open_run_dir(suite: Suite, suite_hash: str, suite_file: str, options: RunOptions, first: Loaded) -> tuple[Path, str]:
     """(the run folder, the suite hash its cell keys use): the resumed one, or a new one with its
     env.json and suite.json written."""
     if options.resume is not None:
         return options.resume, json.loads((options.resume / "env.json").read_text()).get("suite_hash", suite_hash)
     run_dir = new_run_dir(suite)
-    device = worker.device if worker is not None else model.device  # type: ignore[union-attr]
-    dtype = worker.dtype if worker is not None else str(next(model.hf_model.parameters()).dtype)  # type: ignore[union-attr]
     env = environment(
-        suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed,
-        model=suite.model, device=device, dtype=dtype,
+        suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed, model=suite.model,
+        models={t.name: model_label(suite, t.name) for t in suite.tasks}, device=first.device, dtype=first.dtype,
     )  # fmt: skip
     write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
     write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
@@ -167,15 +216,13 @@ def run_cells(
     suite: Suite,
     cells: list[Cell],
     run_dir: Path,
-    model: Model | None,
-    worker: Worker | None,
+    models: Models,
     options: RunOptions,
     console: Console,
     oom_at: dict[tuple[str, str], int],
 ) -> bool:
     """Run `cells` in order, appending records; False if Ctrl-C stopped the run early. `oom_at`:
     (task, strategy) -> the shortest length that ran out of memory, so far."""
-    examples = ExampleCache(suite, model) if model is not None else None
     records_path = run_dir / RECORDS
     with interruptible() as interrupt, progress_bar(console) as progress:
         overall = progress.add_task("all cells", total=len(cells) * suite.samples)
@@ -197,12 +244,12 @@ def run_cells(
                     writer.write(records)
                 progress.update(current, advance=suite.samples)
                 progress.advance(overall, suite.samples)
-            elif worker is not None:
-                records = run_isolated(suite, cell, worker, records_path, advance)
+            elif (loaded := models.for_task(cell.task.name)).worker is not None:
+                records = run_isolated(suite, cell, loaded.worker, records_path, advance)
             else:
-                assert model is not None and examples is not None
+                assert loaded.model is not None and loaded.examples is not None
                 with RecordWriter(records_path) as writer:
-                    records = run_in_process(suite, model, cell, examples, writer, advance)
+                    records = run_in_process(suite, loaded.model, cell, loaded.examples, writer, advance)
             if any(r.status == "oom" for r in records):
                 oom_at.setdefault((cell.task.name, cell.strategy.key), cell.length)
             progress.remove_task(current)

@@ -1,6 +1,7 @@
 """Tiny, randomly initialised models over the tasks' vocabulary, built in code with no download.
 
-Tests use them to run the real code paths on two architectures (Llama, and Qwen2 for GQA).
+Tests use them to run the real code paths on three architectures: Llama, Qwen2 (GQA, biases) and
+SmolLM3 with a layer without RoPE, as the shipped look-up model has.
 `python -m lcbench.tiny_model DIR` saves one as a model folder any suite can name.
 """
 
@@ -12,11 +13,13 @@ from typing import Any
 
 from lcbench.word_tokenizer import build_word_tokenizer, task_vocabulary
 
+ARCHS = ("llama", "qwen2", "smollm3")
+
 
 def build_tiny_model(arch: str = "llama", seed: int = 0, max_positions: int = 8192) -> tuple[Any, Any]:
     """(model, tokenizer): 2 layers, hidden 64, 4 query heads over 2 KV heads (GQA)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM
 
     tokenizer = build_word_tokenizer(task_vocabulary())
     shape = dict(
@@ -37,8 +40,10 @@ def build_tiny_model(arch: str = "llama", seed: int = 0, max_positions: int = 81
         model: Any = LlamaForCausalLM(LlamaConfig(**shape))
     elif arch == "qwen2":
         model = Qwen2ForCausalLM(Qwen2Config(**shape))
+    elif arch == "smollm3":
+        model = SmolLM3ForCausalLM(SmolLM3Config(**shape, no_rope_layers=[1, 0]))
     else:
-        raise ValueError(f"unknown architecture {arch!r}; use llama or qwen2")
+        raise ValueError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHS)}")
     return model.eval(), tokenizer
 
 
@@ -52,7 +57,7 @@ def save_tiny_model(path: Path, arch: str = "llama", seed: int = 0) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
+    parser.add_argument("--arch", choices=ARCHS, default="llama")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     print(save_tiny_model(args.out, args.arch, args.seed))

@@ -24,7 +24,7 @@ if not _has_cuda():
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = sorted((ROOT / "suites").glob("*.yaml"))
-ARCHS = ["llama", "qwen2"]
+ARCHS = ["llama", "qwen2", "smollm3"]
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +84,17 @@ def suite_file(tmp_path: Path, tiny_dir: Path):
 
 @pytest.fixture(scope="session")
 def reference():
-    """The shipped reference model, loaded exactly as `model: reference` loads it."""
+    """The shipped translation model, loaded exactly as `model: reference` loads it for mt."""
     from lcbench.model import Model
-    from lcbench.sweep import REFERENCE_DIR
+    from lcbench.sweep import reference_dir
 
-    return Model.load(REFERENCE_DIR, device="cpu")
+    return Model.load(reference_dir("mt"), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def lookup():
+    """The shipped look-up model (the answer families), loaded as `model: reference` loads it."""
+    from lcbench.model import Model
+    from lcbench.sweep import reference_dir
+
+    return Model.load(reference_dir("needle"), device="cpu")

@@ -70,11 +70,14 @@ def test_needle_places_the_key_at_its_depth_or_says_none(words):
             assert context[context.index(key) + 2] == e.references[0]
 
 
-def test_needle_multivalue_answers_both_values_in_order(words):
+def test_needle_multivalue_answers_both_values_in_any_order(words):
     for e in Needle(mode="multivalue", absent_share=0.0).examples(words, 300, 5, seed=2):
         key, context = e.query.split()[2], e.context.split()
         values = [context[i + 2] for i, w in enumerate(context) if w == key]
         assert e.references == (" ".join(values),) and len(values) == 2
+        needle = Needle(mode="multivalue")
+        assert needle.score(f"{values[1]} {values[0]} .", e) == needle.score(" ".join(values), e) == {"exact_match": 1.0}
+        assert needle.score(values[0], e)["exact_match"] == needle.score(f"{values[0]} {values[0]}", e)["exact_match"] == 0.0
 
 
 def test_mt_reorders_and_agrees():

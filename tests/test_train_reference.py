@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+from safetensors.torch import load_file
+
 from lcbench.cli import main
 from lcbench.model import Model
-from lcbench.train_reference import Curriculum, Recipe, make_batch
+from lcbench.train_reference import RECIPES, Curriculum, Recipe, make_batch
 
 
 def test_batches_are_deterministic_and_follow_the_curriculum():
@@ -56,3 +60,49 @@ def test_a_few_steps_save_a_model_that_loads(tmp_path, capsys):
     model = Model.load(out, device="cpu")
     generation = model.generate(model.encode("kalo is bemi . what is kalo ?"), 3)
     assert generation.new_tokens >= 1
+
+
+def test_lookup_batches_hold_every_answer_family_and_no_translation():
+    recipe = RECIPES["lookup"]
+    families = set()
+    for step in range(6):
+        for family, ids, labels in make_batch((recipe, step, 96, True)):
+            assert len(ids) == len(labels)
+            families.add(family)
+    assert families == {"needle", "vt", "aggregation", "dialogue", "code"}
+
+
+def test_the_lookup_model_starts_as_its_seeded_circuit():
+    from lcbench.lookup_circuit import OFFSETS
+    from lcbench.train_reference import build_model, tokenizer_and_vocabulary
+
+    model = build_model(RECIPES["lookup"], tokenizer_and_vocabulary()[0])
+    model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        attention = model(input_ids=torch.randint(10, 2000, (1, 300)), output_attentions=True).attentions[0][0]
+    for head, offset in enumerate(OFFSETS):
+        rows = torch.arange(offset, 300)
+        assert attention[head, rows, rows - offset].min() > 0.95  # each previous-token head looks `offset` back
+
+
+LOOKUP = ["train-reference", "--model", "lookup", "--steps", "4", "--answer-batch", "2", "--length", "48", "--workers", "0"]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, capsys):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    main([*LOOKUP, "--out", str(straight), "--checkpoint", str(tmp_path / "a.pt")])
+    main([*LOOKUP, "--out", str(resumed), "--checkpoint", str(tmp_path / "b.pt"), "--stop-after", "2"])
+    main(["train-reference", "--model", "lookup", "--resume", "--checkpoint", str(tmp_path / "b.pt"), "--out", str(resumed)])
+    assert "resuming at step 2" in capsys.readouterr().out
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    card = json.loads((resumed / "training.json").read_text())
+    assert card["recipe"]["model"] == "lookup" and "set by hand" in card["set_by_hand"].lower()
+    assert Model.load(resumed, device="cpu").hf_model.config.model_type == "smollm3"
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train-reference", "--model", "lookup", "--resume", "--checkpoint", str(tmp_path / "none.pt")])
+    assert "no checkpoint at" in capsys.readouterr().err

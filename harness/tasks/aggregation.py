@@ -37,9 +37,6 @@ class Aggregation(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("value"), ".", *QUERY.split()]
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
-        return [self.example(tokenizer, length, seed, i) for i in range(n)]
-
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"aggregation/{seed}/{length}/{index}")
         budget = length - len(tokenizer.encode("\n" + QUERY))

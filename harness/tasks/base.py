@@ -63,6 +63,10 @@ class Task:
         return []
 
     def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+        return [self.example(tokenizer, length, seed, i) for i in range(n)]
+
+    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+        """The `index`-th example: a generator cycles its variants (depths, modes) with the index."""
         raise NotImplementedError
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:

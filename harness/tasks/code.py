@@ -33,9 +33,6 @@ class Code(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("source"), "def", "(", ")", ":", "end", "call"]
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
-        return [self.example(tokenizer, length, seed, i) for i in range(n)]
-
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"code/{seed}/{length}/{index}")
         recent: list[str] = []  # function and parameter names are unique within the document

@@ -41,9 +41,6 @@ class Dialogue(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("value"), *pool("source"), *ATTRIBUTES, "says", "my", "is", ".", "what", "of", "?"]
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
-        return [self.example(tokenizer, length, seed, i) for i in range(n)]
-
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"dialogue/{seed}/{length}/{index}")
         speakers = rng.sample(pool("name"), self.speakers)

@@ -108,7 +108,7 @@ class Jsonl(Task):
             actual = len(tokenizer.encode(row.context)) + len(tokenizer.encode("\n" + row.input))
             fits = row.length == length if row.length is not None else length // 2 < actual <= length
             if fits:
-                chosen.append(self.example(row, length, actual, len(problems)))
+                chosen.append(self.from_row(row, length, actual, len(problems)))
             if len(chosen) == n:
                 break
         if not chosen:
@@ -117,7 +117,7 @@ class Jsonl(Task):
             raise UserError(f"{self.path}: no record fits context length {length}{hint}")
         return chosen
 
-    def example(self, row: Row, length: int, actual: int, skipped: int) -> Example:
+    def from_row(self, row: Row, length: int, actual: int, skipped: int) -> Example:
         return Example(
             id=f"{Path(self.path).stem}-{row.line}",
             context=row.context,

@@ -90,9 +90,6 @@ class Mt(Task):
         plain = {t for w, t in lex.translation.items() if w not in lex.verbs}
         return [*pool("source"), *sorted(verbs | plain), QUERY]
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
-        return [self.example(tokenizer, length, seed, i) for i in range(n)]
-
     def document(self, rng: random.Random, tokenizer: Tokenizer, budget: int) -> list[tuple[list[str], str, int]]:
         """Sentences of exactly `budget` tokens: (source words, subject class, distance to the
         topic sentence, 0 for the topic itself). The last sentence is cut to fit: it keeps its

@@ -31,9 +31,6 @@ class Vt(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("value"), *pool("source"), "=", ".", "who", "is", "?"]
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
-        return [self.example(tokenizer, length, seed, i) for i in range(n)]
-
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"vt/{seed}/{length}/{index}")
         chains = 1 + self.distractor_chains
