@@ -32,8 +32,8 @@ of attention and MLP at zero, so that at step 0 the model is exactly this circui
   head 3, `NAME = VALUE`, chains backwards: the current token and 1 back match the content,
           and the copy is of 2 back (who is bound to it);
   head 4, a uniform mean over the context (query and key zero), a start for counting;
-  head 5, a key stated twice: 2 back (the key, once a first value is said) matches 2 back, and the
-          current token repels its own occurrence, so the other value is found.
+  head 5, a key stated twice: 2 back (the key, once a first value is said) matches 2 back in 24
+          dims, and the current token repels its own occurrence in 8, so the other value is found.
 Heads 6-7 of layer 1, heads 4-7 of layer 0, layer 2 and every MLP are learnt from scratch, and
 the seeded weights train too.
 """
@@ -53,6 +53,8 @@ POSITION_GAIN = 8.2  # query and key bias amplitude: with 8 pairs, a softmax log
 COPY_GAIN = 0.5  # previous-token copies land at about the content's scale
 MATCH_GAIN = 1.5  # query and key scale of the match heads
 ANSWER_GAIN = 4.0  # how loudly a match head writes the found token for the output layer
+REPEL_FROM = 24  # the second-value head: dims 0-23 match the key, 24-31 repel the value said
+KEY_GAIN, REPEL_GAIN = 1.22, 1.33  # relative to MATCH_GAIN: a logit of ~20 for the key, ~-8 for the said value
 
 
 def config(tokenizer: Any, layers: int = 3, hidden: int = 256, heads: int = 8, intermediate: int = 512) -> Any:
@@ -92,14 +94,16 @@ def seed_circuit(model: Any) -> None:
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
+        first = model.model.layers[0].self_attn
         for head, (offset, start) in enumerate(OFFSETS.items()):
-            previous_token_head(model.model.layers[0].self_attn, head, offset, start)
+            previous_token_head(first, head, offset, reads=0, writes=start, gain=COPY_GAIN)
         match_heads(model.model.layers[1].self_attn)
 
 
-def previous_token_head(attention: Any, head: int, offset: int, start: int) -> None:
+def previous_token_head(attention: Any, head: int, offset: int, reads: int, writes: int, gain: float) -> None:
     """Query and key constant and phased on RoPE's fastest pairs, so that the scores peak at the
-    key `offset` tokens back; value/output copy its content into dims start..start+COPIED.
+    key `offset` tokens back; value/output copy its dims reads..reads+COPIED, times `gain`, into
+    dims writes..writes+COPIED.
 
     transformers rotates dims (i, i + HEAD_DIM/2) as pair i by angle position * theta^(-2i/HEAD_DIM);
     with query (a, 0) and key a (cos(offset w), sin(offset w)) in every pair, the score at distance
@@ -115,8 +119,8 @@ def previous_token_head(attention: Any, head: int, offset: int, start: int) -> N
     for projection in (attention.q_proj, attention.k_proj, attention.v_proj):
         projection.weight[rows] = 0
     attention.q_proj.bias[rows], attention.k_proj.bias[rows] = query, key
-    attention.v_proj.weight[rows, :COPIED] = torch.eye(COPIED)
-    attention.o_proj.weight[start : start + COPIED, rows] = COPY_GAIN * torch.eye(COPIED)
+    attention.v_proj.weight[rows, reads : reads + COPIED] = torch.eye(COPIED)
+    attention.o_proj.weight[writes : writes + COPIED, rows] = gain * torch.eye(COPIED)
 
 
 def match_heads(attention: Any) -> None:
@@ -128,6 +132,11 @@ def match_heads(attention: Any) -> None:
     first, second = torch.zeros(COPIED, COPIED), torch.zeros(COPIED, COPIED)
     first[:HALF, :HALF] = torch.eye(HALF)  # two matches in one head: one per half of its dims
     second[HALF:, :HALF] = torch.eye(HALF)
+    # A key stated twice: most dims match the key, a few repel the value already said (a repelling
+    # term adds noise at every position, so it gets only what it needs to cancel its own statement).
+    stated, said = torch.zeros(COPIED, COPIED), torch.zeros(COPIED, COPIED)
+    stated[:REPEL_FROM, :REPEL_FROM] = KEY_GAIN * torch.eye(REPEL_FROM)
+    said[REPEL_FROM:, : COPIED - REPEL_FROM] = REPEL_GAIN * torch.eye(COPIED - REPEL_FROM)
     content, back = 0, OFFSETS
     g, pair = MATCH_GAIN, MATCH_GAIN * 2**0.5
     heads: list[tuple[list[tuple[int, Any]], list[tuple[int, Any]], int]] = [
@@ -136,7 +145,7 @@ def match_heads(attention: Any) -> None:
         ([(back[1], pair * first), (back[3], pair * second)], [(back[5], pair * first), (back[2], pair * second)], content),
         ([(content, g * eye), (back[1], g * eye)], [(content, g * eye)], back[2]),  # NAME = VALUE, backwards
         ([], [], content),  # a mean over the context
-        ([(back[2], pair * first), (content, pair * second)], [(back[2], pair * first), (content, -pair * second)], content),
+        ([(back[2], g * stated), (content, g * said)], [(back[2], g * stated), (content, -g * said)], content),
     ]
     for head, (query, key, value) in enumerate(heads):
         rows = slice(head * HEAD_DIM, (head + 1) * HEAD_DIM)

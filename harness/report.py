@@ -83,8 +83,12 @@ def tables(summary: pd.DataFrame, records: Sequence[Record]) -> list[tuple[str, 
 
 
 def environment_notes(env: dict[str, Any]) -> list[str]:
+    models = env.get("models") or {}
+    answered = f"model `{env.get('model')}`"
+    if len(set(models.values())) > 1:  # `reference`: each task on the shipped model of its family
+        answered += " (" + ", ".join(f"{task}: `{model}`" for task, model in models.items()) + ")"
     notes = [
-        f"model `{env.get('model')}` on `{env.get('device')}` ({env.get('gpu') or env.get('cpu')}), "
+        f"{answered} on `{env.get('device')}` ({env.get('gpu') or env.get('cpu')}), "
         f"torch {env.get('torch')}, transformers {env.get('transformers')}, lcbench {env.get('lcbench')}"
     ]
     if not env.get("cuda_available"):

@@ -115,7 +115,9 @@ def test_model_reference_runs_each_task_on_its_own_shipped_model(isolate, tmp_pa
         "name: both\nmodel: reference\ndevice: cpu\ncontext_lengths: [256]\nsamples: 2\n"
         "tasks: [{name: mt}, {name: dialogue}]\nstrategies: [{name: full}]\n"
     )
-    assert main(["run", str(suite), "--out", str(tmp_path / "out"), *(["--isolate"] if isolate else [])]) == 0, capsys.readouterr()
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), *(["--isolate"] if isolate else [])]) == 0, (
+        capsys.readouterr()
+    )
     (run_dir,) = (tmp_path / "out").iterdir()
     env = json.loads((run_dir / "env.json").read_text())
     assert env["models"] == {"mt": "reference/mt", "dialogue": "reference/lookup"}
@@ -123,3 +125,4 @@ def test_model_reference_runs_each_task_on_its_own_shipped_model(isolate, tmp_pa
     assert {r.task for r in records} == {"mt", "dialogue"} and all(r.status == "ok" for r in records)
     assert all(r.metrics["exact_match"] == 1.0 for r in records if r.task == "dialogue")
     assert all(r.metrics["chrf"] >= 85 for r in records if r.task == "mt")
+    assert "mt: `reference/mt`, dialogue: `reference/lookup`" in (run_dir / "report.md").read_text()
