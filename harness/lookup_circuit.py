@@ -23,6 +23,9 @@ of attention and MLP at zero, so that at step 0 the model is exactly this circui
   (their biases) on RoPE's 8 fastest frequency pairs, phased so that a query attends to the key
   `offset` positions back (99.7% of its attention, at any length); value/output copy that token's
   first 32 content dims into the offset's subspace;
+- layer 0, heads 4-6, the same at offsets 0, 1, 2, subtract those tokens' last 32 content dims
+  from the content: the output layer then never repeats the last three tokens (answers here are
+  lists of distinct words: aggregation's top entities, a chain, a parameter list, two values);
 - layer 1 (no RoPE: matching by content, the same at any distance), five heads whose query and key
   read those subspaces and whose value/output copy into the content dims, where the tied output
   layer reads the answer:
@@ -34,7 +37,7 @@ of attention and MLP at zero, so that at step 0 the model is exactly this circui
   head 4, a uniform mean over the context (query and key zero), a start for counting;
   head 5, a key stated twice: 2 back (the key, once a first value is said) matches 2 back in 24
           dims, and the current token repels its own occurrence in 8, so the other value is found.
-Heads 6-7 of layer 1, heads 4-7 of layer 0, layer 2 and every MLP are learnt from scratch, and
+Heads 6-7 of layer 1, head 7 of layer 0, layer 2 and every MLP are learnt from scratch, and
 the seeded weights train too.
 """
 
@@ -48,9 +51,11 @@ CONTENT = 64  # dims 0..CONTENT-1 hold the token embedding
 COPIED = 32  # how many content dims a previous-token head copies
 HALF = COPIED // 2
 OFFSETS = {1: 64, 2: 96, 3: 128, 5: 160}  # tokens back -> start of the subspace holding that token
+NO_REPEAT = (0, 1, 2)  # tokens back whose content is subtracted from the output
 PAIRS = 8  # RoPE frequency pairs the previous-token heads use (the fastest)
 POSITION_GAIN = 8.2  # query and key bias amplitude: with 8 pairs, a softmax logit gap of ~4.5 to the neighbours
 COPY_GAIN = 0.5  # previous-token copies land at about the content's scale
+NO_REPEAT_GAIN = 1.5  # the input is normalised to about twice the embedding: the current token nets -2x its own
 MATCH_GAIN = 1.5  # query and key scale of the match heads
 ANSWER_GAIN = 4.0  # how loudly a match head writes the found token for the output layer
 REPEL_FROM = 24  # the second-value head: dims 0-23 match the key, 24-31 repel the value said
@@ -97,6 +102,8 @@ def seed_circuit(model: Any) -> None:
         first = model.model.layers[0].self_attn
         for head, (offset, start) in enumerate(OFFSETS.items()):
             previous_token_head(first, head, offset, reads=0, writes=start, gain=COPY_GAIN)
+        for head, offset in enumerate(NO_REPEAT, start=len(OFFSETS)):
+            previous_token_head(first, head, offset, reads=CONTENT - COPIED, writes=CONTENT - COPIED, gain=-NO_REPEAT_GAIN)
         match_heads(model.model.layers[1].self_attn)
 
 
