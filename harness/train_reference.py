@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lcbench.training_questions import crop, more_questions
+
 TRAIN_SEED_BASE = 1_000_000
 FAMILIES = {"mt": 3.0, "needle": 1.5, "vt": 1.0, "aggregation": 1.0, "dialogue": 1.0, "code": 1.0}
 MIN_LENGTH = {"aggregation": 160, "dialogue": 64, "vt": 48, "code": 40}
@@ -55,6 +57,7 @@ class Recipe:
     shortest: float = 0.5  # lengths are drawn from [shortest * longest, longest]
     weights: tuple[tuple[str, float], ...] = tuple(FAMILIES.items())  # how often each family is drawn
     needle_modes: tuple[float, float, float] = (1.0, 1.0, 1.0)  # how often single, multikey, multivalue
+    crop_share: float = 0.0  # share of answer contexts cut to a window, as a chunking strategy cuts them
     seed: int = 0
 
 
@@ -69,6 +72,7 @@ RECIPES = {
         # Counting and a key's second value learn slowest: they get more of the draws.
         weights=(("needle", 2.0), ("vt", 1.0), ("aggregation", 2.0), ("dialogue", 1.0), ("code", 1.0)),
         needle_modes=(1.0, 1.0, 2.0),
+        crop_share=0.5,
     ),
 }  # fmt: skip
 
@@ -148,6 +152,8 @@ def make_batch(args: tuple[Recipe, int, int, bool]) -> list[tuple[str, list[int]
             example = task.example(counter, max(low, length), seed, index)
         except LengthError:  # too short for this draw's fixed parts: take the longest allowed now
             example = task.example(counter, max(top, 2 * low), seed, index)
+        if rng.random() < recipe.crop_share:
+            example = crop(family, example, rng)
         ids = counter.encode(example.context) + counter.encode(example.query_text)
         labels = [IGNORE] * len(ids)
         for k, (query, answer) in enumerate([(example.query, example.references[0]), *more_questions(family, example, rng)]):
@@ -172,50 +178,6 @@ def variant(recipe: Recipe, family: str, rng: random.Random) -> int:
 
 
 IGNORE = -100
-QUESTIONS_PER_CONTEXT = 8
-
-
-def more_questions(family: str, example: Any, rng: random.Random) -> list[tuple[str, str]]:
-    """Training only: further questions on the same context, read off the generated text.
-
-    One supervised answer token per context starves the answer families (they stayed on their
-    plateau for hundreds of steps); asking several questions per context gives each step several
-    times the signal, while the first question still ends the context exactly as at evaluation.
-    """
-    if example.metadata.get("mode") == "multivalue":
-        # Alone, so its second value is a third of its sequence's loss: among seven single-value
-        # answers it was a seventeenth, and the model learnt to stop after one value (seen).
-        return []
-    words = example.context.split()
-    pairs: list[tuple[str, str]] = []
-    if family == "needle":
-        values: dict[str, list[str]] = {}
-        for i in range(len(words) - 3):
-            if words[i + 1] == "is" and words[i + 3] == ".":
-                values.setdefault(words[i], []).append(words[i + 2])
-        pairs = [(f"what is {k} ?", " ".join(v)) for k, v in values.items() if len(v) <= 2]
-    elif family == "dialogue":
-        for i in range(len(words) - 6):
-            if words[i + 1 : i + 3] == ["says", "my"] and words[i + 4] == "is":
-                pairs.append((f"what is {words[i + 3]} of {words[i]} ?", words[i + 5]))
-    elif family == "code":
-        for i in range(len(words) - 2):
-            if words[i] == "def" and words[i + 2] == "(":
-                end = words.index(")", i)
-                pairs.append((f"call {words[i + 1]} (", " ".join(words[i + 3 : end + 1])))
-    elif family == "vt":
-        bound = {words[i]: words[i + 2] for i in range(len(words) - 3) if words[i + 1] == "=" and words[i + 3] == "."}
-        for value in set(bound.values()) - set(bound):
-            chain, name = [], next(k for k, v in bound.items() if v == value)
-            while name is not None:
-                chain.append(name)
-                name = next((k for k, v in bound.items() if v == name), None)
-            pairs.append((f"who is {value} ?", " ".join(chain)))
-    pairs = [p for p in pairs if p[0] != example.query]
-    rng.shuffle(pairs)
-    return pairs[: QUESTIONS_PER_CONTEXT - 1]
-
-
 _TOKENIZER: Any = None
 
 

@@ -25,7 +25,8 @@ def test_batches_are_deterministic_and_follow_the_curriculum():
 
 def test_answer_families_get_several_questions_per_context():
     from lcbench.registry import tasks
-    from lcbench.train_reference import WordCounter, more_questions, tokenizer_and_vocabulary
+    from lcbench.train_reference import WordCounter, tokenizer_and_vocabulary
+    from lcbench.training_questions import more_questions
 
     counter = WordCounter(tokenizer_and_vocabulary()[0])
     import random
@@ -106,3 +107,33 @@ def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train-reference", "--model", "lookup", "--resume", "--checkpoint", str(tmp_path / "none.pt")])
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_a_cropped_context_is_answered_from_what_the_window_shows():
+    import random
+
+    from lcbench.registry import tasks
+    from lcbench.train_reference import WordCounter, tokenizer_and_vocabulary
+    from lcbench.training_questions import code_answer, crop, dialogue_answer, needle_answer
+
+    ask = str.split
+    assert needle_answer(ask("x is b . a is c . a is d ."), ask("what is a ?")) == "c d"
+    assert needle_answer(ask("is c . x is b . a is"), ask("what is a ?")) == ""  # the value is cut off
+    assert dialogue_answer(ask("al says my pet is bo . al says my home is cu ."), ask("what is home of al ?")) == "cu"
+    assert dialogue_answer(ask("my home is cu . al says hi ."), ask("what is home of al ?")) == ""  # the speaker is cut off
+    assert code_answer(ask("def f ( p q ) : x end def g ( r"), ask("call f (")) == "p q )"
+    assert code_answer(ask("def f ( p q ) : x end def g ( r"), ask("call g (")) == ""  # its parameters run past the window
+
+    counter = WordCounter(tokenizer_and_vocabulary()[0])
+    rng = random.Random(0)
+    answers = []
+    for seed in range(30):
+        example = tasks()["needle"](mode="mixed").example(counter, 200, seed, seed)
+        cut = crop("needle", example, rng)
+        window = cut.context.split()
+        assert len(window) >= len(example.context.split()) // 2 and cut.context in example.context
+        assert cut.references == (needle_answer(window, cut.query.split()) or "none",)
+        answers.append(cut.references[0])
+    assert "none" in answers and any(a != "none" for a in answers)
+    vt = tasks()["vt"]().examples(counter, 200, 1, seed=0)[0]
+    assert crop("vt", vt, rng) == vt  # a chain is answered from the whole context only
