@@ -39,9 +39,8 @@ def more_questions(family: str, example: Any, rng: random.Random) -> list[tuple[
                 pairs.append((f"what is {words[i + 3]} of {words[i]} ?", words[i + 5]))
     elif family == "code":
         for i in range(len(words) - 2):
-            if words[i] == "def" and words[i + 2] == "(":
-                end = words.index(")", i)
-                pairs.append((f"call {words[i + 1]} (", " ".join(words[i + 3 : end + 1])))
+            if words[i] == "def" and words[i + 2] == "(" and (params := code_answer(words[i:], ["call", words[i + 1]])):
+                pairs.append((f"call {words[i + 1]} (", params))
     elif family == "vt":
         bound = {words[i]: words[i + 2] for i in range(len(words) - 3) if words[i + 1] == "=" and words[i + 3] == "."}
         for value in set(bound.values()) - set(bound):

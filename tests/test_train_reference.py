@@ -114,7 +114,7 @@ def test_a_cropped_context_is_answered_from_what_the_window_shows():
 
     from lcbench.registry import tasks
     from lcbench.train_reference import WordCounter, tokenizer_and_vocabulary
-    from lcbench.training_questions import code_answer, crop, dialogue_answer, needle_answer
+    from lcbench.training_questions import code_answer, crop, dialogue_answer, more_questions, needle_answer
 
     ask = str.split
     assert needle_answer(ask("x is b . a is c . a is d ."), ask("what is a ?")) == "c d"
@@ -135,5 +135,10 @@ def test_a_cropped_context_is_answered_from_what_the_window_shows():
         assert cut.references == (needle_answer(window, cut.query.split()) or "none",)
         answers.append(cut.references[0])
     assert "none" in answers and any(a != "none" for a in answers)
+    for family in ("needle", "dialogue", "code"):  # every question read off a window is answerable from it
+        for seed in range(30):
+            cut = crop(family, tasks()[family]().example(counter, 120, seed, seed), rng)
+            for query, answer in more_questions(family, cut, rng):
+                assert set(answer.split()) - {")"} <= set(cut.context.split()) and query.split()[-2] in cut.context.split()
     vt = tasks()["vt"]().examples(counter, 200, 1, seed=0)[0]
     assert crop("vt", vt, rng) == vt  # a chain is answered from the whole context only
