@@ -419,7 +419,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="the whole training state, saved with the model (default results/train-MODEL.pt)"
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint, with its recipe")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --checkpoint, with its recipe (and --steps)"
+    )
     parser.add_argument("--save-every", type=int, default=100, help="steps between saves of the model and the checkpoint")
     args = parser.parse_args(argv)
     checkpoint = args.checkpoint or Path("results") / f"train-{args.model}.pt"
@@ -428,7 +430,8 @@ def main(argv: list[str] | None = None) -> None:
         if not checkpoint.is_file():
             parser.error(f"--resume: no checkpoint at {checkpoint}; give the one the run saved with --checkpoint")
         resume = load_checkpoint(checkpoint)
-        recipe = Recipe(**resume["recipe"])
+        # --steps lengthens a finished run: its learning-rate schedule is then stretched to the new end
+        recipe = dataclasses.replace(Recipe(**resume["recipe"]), **({"steps": args.steps} if args.steps else {}))
     else:
         recipe = recipe_from(parser, args)
     out = args.out or Path(__file__).parent / "reference" / recipe.model

@@ -101,6 +101,10 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, capsys):
     card = json.loads((resumed / "training.json").read_text())
     assert card["recipe"]["model"] == "lookup" and "set by hand" in card["set_by_hand"].lower()
     assert Model.load(resumed, device="cpu").hf_model.config.model_type == "smollm3"
+    longer = ["train-reference", "--model", "lookup", "--resume", "--steps", "5", "--checkpoint", str(tmp_path / "b.pt")]
+    main([*longer, "--out", str(resumed)])  # a finished run, lengthened
+    assert "resuming at step 4" in capsys.readouterr().out
+    assert json.loads((resumed / "training.json").read_text())["log"][-1]["step"] == 5
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
