@@ -26,7 +26,7 @@ of attention and MLP at zero, so that at step 0 the model is exactly this circui
 - layer 0, heads 4-6, the same at offsets 0, 1, 2, subtract those tokens' last 32 content dims
   from the content: the output layer then never repeats the last three tokens (answers here are
   lists of distinct words: aggregation's top entities, a chain, a parameter list, two values);
-- layer 1 (no RoPE: matching by content, the same at any distance), five heads whose query and key
+- layer 1 (no RoPE: matching by content, the same at any distance), six heads whose query and key
   read those subspaces and whose value/output copy into the content dims, where the tied output
   layer reads the answer:
   head 0, `KEY is VALUE` / `def NAME ( P1`: 1 back at the query matches 2 back at the answer;
