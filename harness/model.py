@@ -142,6 +142,7 @@ class Model:
         # transformers renamed `past_key_values` to `cache`; speak whichever this version knows.
         forward_params = inspect.signature(hf_model.forward).parameters
         self._cache_keyword = "cache" if "cache" in forward_params else "past_key_values"
+        self._kept: list[tuple[list[int], Generation]] | None = None
 
     def new_cache(self) -> Any:
         """An empty KV cache for one generation."""
@@ -178,6 +179,19 @@ class Model:
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
+    def decode_all(self, ids: list[int]) -> str:
+        """The text of `ids` with special tokens written out: a prompt exactly as the model read it."""
+        return str(self.tokenizer.decode(ids, skip_special_tokens=False))
+
+    @contextlib.contextmanager
+    def keeping_calls(self, calls: list[tuple[list[int], Generation]] | None) -> Iterator[None]:
+        """Append every call made inside, its prompt and its generation, to `calls` (None: keep nothing)."""
+        self._kept = calls
+        try:
+            yield
+        finally:
+            self._kept = None
+
     def generate(self, prompt: list[int], max_new_tokens: int, cache: Any | None = None, prefill_chunk: int = 0) -> Generation:
         """Greedy decoding: a prefill over `prompt`, then one token at a time from the cache
         (`cache`, empty, where a strategy brings its own, e.g. a bounded one). A `prefill_chunk`
@@ -208,7 +222,10 @@ class Model:
             synchronize(self.device)
             end = time.perf_counter()
         text_ids = [t for t in new if t not in self.eos_ids]
-        return Generation(self.decode(text_ids), len(prompt), len(new), first - start, end - first, logprob)
+        generation = Generation(self.decode(text_ids), len(prompt), len(new), first - start, end - first, logprob)
+        if self._kept is not None:
+            self._kept.append((list(prompt), generation))
+        return generation
 
     @contextlib.contextmanager
     def attention(self, implementation: str) -> Iterator[None]:

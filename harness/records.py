@@ -3,6 +3,7 @@ and plot is computed from `records.jsonl`; there is no second source of truth.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -14,6 +15,7 @@ from lcbench.errors import UserError
 
 Status = Literal["ok", "oom", "timeout", "error", "unavailable", "skipped"]
 RECORDS = "records.jsonl"
+PROMPTS = "prompts.jsonl"  # what the model saw, per call, for the first example of each cell
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Record:
     memory: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    raw_prediction: str = ""  # the model's output where the answer was extracted from it (else empty)
+    # every call's prompt and output, for a cell's first example: written to prompts.jsonl, not here
+    prompts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tokens_processed(self) -> int | None:
@@ -54,11 +59,20 @@ class Record:
         return self.prefill_tokens + self.decode_tokens
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        data = asdict(self)
+        if not data["prompts"]:
+            del data["prompts"]
+        return json.dumps(data, default=str)
+
+    def shown(self) -> str:
+        """The prompts line of this record's example (`prompts.jsonl`)."""
+        where = {k: getattr(self, k) for k in ("task", "strategy", "context_length", "example_id", "cell_key")}
+        return json.dumps({**where, "calls": self.prompts})
 
 
 class RecordWriter:
-    """Appends records one line at a time, flushed and synced, so a killed run keeps them."""
+    """Appends records one line at a time, flushed and synced, so a killed run keeps them. The
+    prompts a record carries go to `prompts.jsonl` beside the records first."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -67,6 +81,10 @@ class RecordWriter:
 
     def write(self, records: Iterable[Record]) -> None:
         for record in records:
+            if record.prompts:
+                with open(self.path.with_name(PROMPTS), "a", encoding="utf-8") as prompts:
+                    prompts.write(record.shown() + "\n")
+                record = dataclasses.replace(record, prompts=[])
             self._file.write(record.to_json() + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())

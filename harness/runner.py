@@ -12,12 +12,13 @@ from typing import Any
 
 from lcbench.errors import UserError
 from lcbench.measure import MeasureMemory
-from lcbench.model import Model
+from lcbench.model import Generation, Model
 from lcbench.plan import Cell
+from lcbench.prompt import Prompter, Style, bos_text, resolve_format
 from lcbench.records import Record
 from lcbench.registry import strategy_class, task_class
 from lcbench.strategies.base import Prediction, Strategy
-from lcbench.suite import Suite
+from lcbench.suite import REFERENCE, Suite, TaskSpec
 from lcbench.tasks.base import Example, Task
 
 
@@ -25,6 +26,22 @@ def oom_types() -> tuple[type[BaseException], ...]:
     import torch
 
     return (torch.cuda.OutOfMemoryError, MemoryError)
+
+
+def build_task(suite: Suite, spec: TaskSpec) -> Task:
+    return task_class(spec.name)(**suite.task_params(spec))
+
+
+def prompter_for(suite: Suite, spec: TaskSpec, task: Task, tokenizer: Any) -> Prompter:
+    """How `task` is asked of a model with `tokenizer`: the suite's prompt settings made concrete."""
+    wanted = suite.prompt_for(spec)
+    reference = suite.model == REFERENCE
+    fmt = resolve_format(wanted.format or "auto", tokenizer, reference, task.chat_by_default())
+    template = wanted.template or (task.instruction() if fmt != "plain" else None)
+    style = Style(
+        fmt, answer_prefix=wanted.answer_prefix, system=wanted.system, bos=bos_text(tokenizer) if fmt == "instruct" else ""
+    )
+    return Prompter(tokenizer, style if template is None else dataclasses.replace(style, template=template))
 
 
 class ExampleCache:
@@ -38,7 +55,8 @@ class ExampleCache:
     def get(self, task: Task, cell: Cell) -> list[Example]:
         key = (cell.task, cell.length)
         if key != self._key:
-            examples = task.examples(self.model, cell.length, self.suite.samples, self.suite.seed)
+            prompter = prompter_for(self.suite, cell.task, task, self.model.tokenizer)
+            examples = task.examples(prompter, cell.length, self.suite.samples, self.suite.seed)
             check_vocabulary(self.model, task, examples[0])
             if self.suite.max_new_tokens is not None:
                 examples = [dataclasses.replace(e, max_new_cap=self.suite.max_new_tokens) for e in examples]
@@ -51,7 +69,7 @@ def check_vocabulary(model: Model, task: Task, example: Example) -> None:
     unk = getattr(model.tokenizer, "unk_token_id", None)
     if unk is None:
         return
-    ids = model.encode(example.context + example.query_text + " " + example.references[0])
+    ids = model.encode(example.before + example.context + example.after + " " + example.references[0])
     if unk in ids:
         raise UserError(
             f"the tokenizer of model `{model.name}` cannot represent the words of task `{task.name}` "
@@ -82,7 +100,7 @@ def cell_record(suite: Suite, cell: Cell, index: int, status: str, message: str)
 def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_example: Callable[[], None]) -> Iterator[Record]:
     """Yield one record per example; a failure becomes a record, never an exception."""
     base = cell_fields(suite, cell)
-    task = task_class(cell.task.name)(**cell.task.params)
+    task = build_task(suite, cell.task)
     strategy = strategy_class(cell.strategy.name)(**cell.strategy.params)
     try:
         batch = examples.get(task, cell)
@@ -98,7 +116,8 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_
         if reason is not None:
             record = Record(**base, example_id=example.id, status="unavailable", message=reason)
         else:
-            record = measure_example(base, strategy, task, model, example, suite.measure.repeats)
+            shown = example is batch[0]  # the first example of a cell keeps every prompt it made
+            record = measure_example(base, strategy, task, model, example, suite.measure.repeats, shown)
         on_example()
         yield record
 
@@ -111,15 +130,19 @@ def warm_up(strategy: Strategy, model: Model, example: Example, times: int) -> N
             return  # the measured run reports the failure
 
 
-def measure_example(base: dict[str, Any], strategy: Strategy, task: Task, model: Model, example: Example, repeats: int) -> Record:
+def measure_example(
+    base: dict[str, Any], strategy: Strategy, task: Task, model: Model, example: Example, repeats: int, shown: bool = False
+) -> Record:
     record = Record(**base, example_id=example.id, input_tokens=example.actual_length, references=list(example.references))
     record.metadata = {k: v for k, v in example.metadata.items() if isinstance(v, (int, float, str, bool, type(None)))}
     runs: list[tuple[Prediction, float]] = []
+    calls: list[tuple[list[int], Generation]] = []
     try:
         with MeasureMemory(model.device) as memory:
-            for _ in range(repeats):
+            for repeat in range(repeats):
                 start = time.perf_counter()
-                prediction = strategy.run(model, example)
+                with model.keeping_calls(calls if shown and repeat == 0 else None):
+                    prediction = strategy.run(model, example)
                 runs.append((prediction, time.perf_counter() - start))
     except oom_types() as exc:
         record.status, record.message = "oom", describe(exc)
@@ -128,8 +151,13 @@ def measure_example(base: dict[str, Any], strategy: Strategy, task: Task, model:
         record.status, record.message = ("oom" if out_of_memory(exc) else "error"), describe(exc)
         return record
     first = runs[0][0]
-    record.prediction, record.message, record.extra = first.text, first.note, dict(first.extra)
-    record.metrics = task.score(first.text, example)
+    answer = example.answer_of(first.text)
+    record.prediction, record.message, record.extra = answer, first.note, dict(first.extra)
+    record.raw_prediction = first.text if answer != first.text else ""
+    record.metrics = task.score(answer, example)
+    record.prompts = [
+        {"tokens": len(ids), "prompt": model.decode_all(ids), "output": g.text, "new_tokens": g.new_tokens} for ids, g in calls
+    ]
     usage = first.usage
     record.calls, record.prefill_tokens, record.decode_tokens = usage.calls, usage.prefill_tokens, usage.decode_tokens
     record.max_call_tokens = usage.max_call_tokens

@@ -46,9 +46,23 @@ class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PromptSpec(Frozen):
+    """How tasks are asked (see `lcbench.prompt`); a task's own `prompt` overrides the suite's, key by key."""
+
+    format: Literal["plain", "instruct", "chat", "auto"] | None = None  # None: auto
+    template: str | None = None  # the instruct/chat prompt, naming {context} and {question}
+    answer_prefix: str | None = None  # how the answer starts; may name {question} and the task's fields
+    system: str | None = None  # chat: a system turn
+
+    def over(self, base: PromptSpec) -> PromptSpec:
+        """This spec's keys where set, `base`'s elsewhere."""
+        return PromptSpec(**{**base.model_dump(), **self.model_dump(exclude_none=True)})
+
+
 class TaskSpec(Frozen):
     name: str
     params: dict[str, Any] = {}
+    prompt: PromptSpec = PromptSpec()
 
 
 class StrategySpec(Frozen):
@@ -90,6 +104,8 @@ class Suite(Frozen):
     context_lengths: tuple[Length, ...] = Field(min_length=1)
     samples: int = Field(10, gt=0, le=MAX_SAMPLES)
     max_new_tokens: int | None = Field(None, gt=0)  # cap; by default the task bounds its output
+    prompt: PromptSpec = PromptSpec()
+    data_dir: str | None = None  # where data-set tasks find their files (relative paths resolve here)
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     strategies: tuple[StrategySpec, ...] = Field(min_length=1)
     measure: Measure = Measure(warmup=0, repeats=1)
@@ -100,6 +116,19 @@ class Suite(Frozen):
     @classmethod
     def _sorted_unique(cls, lengths: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(sorted(set(lengths)))
+
+    def prompt_for(self, task: TaskSpec) -> PromptSpec:
+        return task.prompt.over(self.prompt)
+
+    def task_params(self, task: TaskSpec) -> dict[str, Any]:
+        """The task's params, with the suite's `data_dir` for a data-set task that names none."""
+        from lcbench.registry import tasks
+
+        cls = tasks().get(task.name)
+        wants_dir = cls is not None and any(f.name == "data_dir" for f in dataclasses.fields(cls))
+        if wants_dir and self.data_dir and "data_dir" not in task.params:
+            return {**task.params, "data_dir": self.data_dir}
+        return dict(task.params)
 
 
 def suite_hash(text: str) -> str:

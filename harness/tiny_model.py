@@ -11,17 +11,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lcbench.word_tokenizer import build_word_tokenizer, task_vocabulary
+from lcbench.word_tokenizer import build_word_tokenizer, prompt_vocabulary, task_vocabulary
 
 ARCHS = ("llama", "qwen2", "smollm3")
 
 
 def build_tiny_model(arch: str = "llama", seed: int = 0, max_positions: int = 8192) -> tuple[Any, Any]:
-    """(model, tokenizer): 2 layers, hidden 64, 4 query heads over 2 KV heads (GQA)."""
+    """(model, tokenizer): 2 layers, hidden 64, 4 query heads over 2 KV heads (GQA). The
+    word-level tokenizer covers the tasks' words and their instruct prompts', so that every format runs."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM
 
-    tokenizer = build_word_tokenizer(task_vocabulary())
+    tokenizer = build_word_tokenizer([*task_vocabulary(), *prompt_vocabulary()], split_punctuation=True)
     shape = dict(
         vocab_size=len(tokenizer),
         hidden_size=64,

@@ -154,7 +154,7 @@ def make_batch(args: tuple[Recipe, int, int, bool]) -> list[tuple[str, list[int]
             example = task.example(counter, max(top, 2 * low), seed, index)
         if rng.random() < recipe.crop_share:
             example = crop(family, example, rng)
-        ids = counter.encode(example.context) + counter.encode(example.query_text)
+        ids = counter.encode(example.context) + counter.encode(example.after)
         labels = [IGNORE] * len(ids)
         for k, (query, answer) in enumerate([(example.query, example.references[0]), *more_questions(family, example, rng)]):
             if k:  # further questions on the same context, after the previous answer's `</s>`

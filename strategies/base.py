@@ -80,8 +80,28 @@ class Strategy:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Framed:
+    """An example's prompt in tokens around a hole for the context, or for any piece of it: every
+    call a strategy makes carries the same instruction, question and answer prefix."""
+
+    before: list[int]
+    after: list[int]
+
+    def __call__(self, context_ids: list[int]) -> list[int]:
+        return self.before + context_ids + self.after
+
+    @property
+    def tokens(self) -> int:
+        return len(self.before) + len(self.after)
+
+
+def framed(model: Model, example: Example) -> Framed:
+    return Framed(model.encode(example.before), model.encode(example.after))
+
+
 def answer(model: Model, example: Example, context_ids: list[int]) -> Prediction:
-    """One model call on `context_ids` followed by the example's query: the common case."""
-    prompt = context_ids + model.encode(example.query_text)
+    """One model call on `context_ids` in the example's prompt: the common case."""
+    prompt = framed(model, example)(context_ids)
     generation = model.generate(prompt, example.max_new_tokens(len(context_ids)))
     return Prediction(generation.text, Usage.of(generation))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy
+from lcbench.strategies.base import Prediction, Strategy, framed
 from lcbench.strategies.pieces import REDUCERS, Reduce, run_pieces, split_fixed
 from lcbench.tasks.base import Example
 
@@ -25,7 +25,7 @@ MIN_CONTEXT = 8  # fewer context tokens per call than this is no useful context
 class Blockwise(Strategy):
     name: ClassVar[str] = "blockwise"
 
-    block_tokens: int = 256  # prompt tokens per call: block + query
+    block_tokens: int = 256  # prompt tokens per call: block + the prompt around it
     overlap: int = 0  # tokens a block shares with the one before it (answer tasks)
     reduce: Reduce = "first"
 
@@ -43,9 +43,9 @@ class Blockwise(Strategy):
         return []
 
     def run(self, model: Model, example: Example) -> Prediction:
-        room = self.block_tokens - len(model.encode(example.query_text))
+        room = self.block_tokens - framed(model, example).tokens
         if room < MIN_CONTEXT:
-            raise ValueError(f"block_tokens {self.block_tokens} leaves {room} context tokens beside the query; raise it")
+            raise ValueError(f"block_tokens {self.block_tokens} leaves {room} context tokens beside the prompt; raise it")
         overlap = self.overlap if example.output == "answer" else 0  # a transform must not repeat itself
         if self.overlap >= room:
             raise ValueError(f"overlap {self.overlap} is not below the {room} context tokens a block holds")

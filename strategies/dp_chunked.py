@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy
+from lcbench.strategies.base import Prediction, Strategy, framed
 from lcbench.strategies.blockwise import MIN_CONTEXT
 from lcbench.strategies.pieces import REDUCERS, Reduce, run_pieces
 from lcbench.tasks.base import Example
@@ -74,7 +74,7 @@ def chunk_cost(cuts: Sequence[int], budget: int, inside: AbstractSet[int] = froz
 class DpChunked(Strategy):
     name: ClassVar[str] = "dp_chunked"
 
-    max_chunk_tokens: int = 256  # prompt tokens per call: chunk + query
+    max_chunk_tokens: int = 256  # prompt tokens per call: chunk + the prompt around it
     cut_penalty: float = 10_000.0  # cost of one cut inside a unit, in squared tokens
     reduce: Reduce = "first"
 
@@ -88,9 +88,9 @@ class DpChunked(Strategy):
 
     def run(self, model: Model, example: Example) -> Prediction:
         ids = model.encode(example.context)
-        room = self.max_chunk_tokens - len(model.encode(example.query_text))
+        room = self.max_chunk_tokens - framed(model, example).tokens
         if room < MIN_CONTEXT:
-            raise ValueError(f"max_chunk_tokens {self.max_chunk_tokens} leaves {room} context tokens beside the query")
+            raise ValueError(f"max_chunk_tokens {self.max_chunk_tokens} leaves {room} context tokens beside the prompt")
         positions, inside = candidates(example.boundaries, len(ids), room)
         cuts = choose_cuts(positions, room, inside, self.cut_penalty)
         note = "" if example.boundaries else "the task exposes no unit boundaries: cut at token positions"

@@ -7,11 +7,12 @@ they differ only in where the pieces are cut.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
-from lcbench.strategies.base import Prediction, Usage
+from lcbench.strategies.base import Prediction, Usage, framed
 
 if TYPE_CHECKING:
     from lcbench.model import Generation, Model
@@ -34,6 +35,7 @@ def combine(answers: Sequence[Generation], rule: str, example: Example) -> str:
     log-probability; union: every word of the non-empty answers, once, in order of appearance.
     With no non-empty answer, the task's `no_answer`.
     """
+    answers = [dataclasses.replace(a, text=example.answer_of(a.text)) for a in answers]
     found = [a for a in answers if not is_empty(a.text, example)]
     if not found:
         return example.no_answer
@@ -50,12 +52,13 @@ def combine(answers: Sequence[Generation], rule: str, example: Example) -> str:
 
 
 def run_pieces(model: Model, example: Example, pieces: Sequence[list[int]], reduce: str, note: str = "") -> Prediction:
-    """Map the query over `pieces` (answer tasks) or transform each and join (transform tasks)."""
-    query = model.encode(example.query_text)
-    outputs = [model.generate(piece + query, example.max_new_tokens(len(piece))) for piece in pieces]
+    """Map the query over `pieces` (answer tasks) or transform each and join (transform tasks).
+    Each piece is asked in the example's prompt; answers are extracted before they are combined."""
+    frame = framed(model, example)
+    outputs = [model.generate(frame(piece), example.max_new_tokens(len(piece))) for piece in pieces]
     usage = sum((Usage.of(g) for g in outputs), Usage())
     if example.output == "transform":
-        text = " ".join(g.text.strip() for g in outputs if g.text.strip())
+        text = " ".join(t for t in (example.answer_of(g.text).strip() for g in outputs) if t)
     else:
         text = combine(outputs, reduce, example)
     return Prediction(text, usage, note=note, extra={"pieces": float(len(pieces))})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy, Usage
+from lcbench.strategies.base import Framed, Prediction, Strategy, Usage, framed
 from lcbench.strategies.blockwise import MIN_CONTEXT
 from lcbench.strategies.dp_chunked import candidates, choose_cuts
 from lcbench.strategies.pieces import is_empty
@@ -35,7 +35,7 @@ MAX_DEPTH = 8
 class Recursive(Strategy):
     name: ClassVar[str] = "recursive"
 
-    chunk_tokens: int = 256  # source tokens one call may see: memory + chunk + query
+    chunk_tokens: int = 256  # prompt tokens one call may see: memory + chunk + the prompt around them
     memory_tokens: int = 127  # source tokens carried from the previous chunk (transform tasks)
     fan_in: int = 2  # evidence pieces merged per node of the tree (answer tasks)
 
@@ -51,41 +51,40 @@ class Recursive(Strategy):
             raise ValueError(f"fan_in must be at least 2 (a tree that merges nothing never ends), got {self.fan_in}")
 
     def run(self, model: Model, example: Example) -> Prediction:
-        query = model.encode(example.query_text)
-        ids = model.encode(example.context)
+        frame, ids = framed(model, example), model.encode(example.context)
         if example.output == "transform":
-            return self.translate(model, example, ids, query)
-        return self.filter_tree(model, example, ids, query)
+            return self.translate(model, example, ids, frame)
+        return self.filter_tree(model, example, ids, frame)
 
     def chunks(self, ids: list[int], boundaries: Sequence[int], size: int) -> list[tuple[int, int]]:
         positions, inside = candidates(boundaries, len(ids), size)
         cuts = choose_cuts(positions, size, inside, cut_penalty=10_000.0)
         return list(zip(cuts, cuts[1:]))
 
-    def translate(self, model: Model, example: Example, ids: list[int], query: list[int]) -> Prediction:
+    def translate(self, model: Model, example: Example, ids: list[int], frame: Framed) -> Prediction:
         """Each chunk after the previous one's source, its translation forced as the output's start."""
-        if len(ids) + len(query) <= self.chunk_tokens:  # it fits: no chunk, no seam
-            generation = model.generate(ids + query, example.max_new_tokens(len(ids)))
-            extra = {"depth": 0.0, "max_source_tokens": float(len(ids) + len(query))}
+        if len(ids) + frame.tokens <= self.chunk_tokens:  # it fits: no chunk, no seam
+            generation = model.generate(frame(ids), example.max_new_tokens(len(ids)))
+            extra = {"depth": 0.0, "max_source_tokens": float(len(ids) + frame.tokens)}
             return Prediction(generation.text, Usage.of(generation), extra=extra)
-        size = min(self.memory_tokens, self.chunk_tokens - len(query) - self.memory_tokens)
+        size = min(self.memory_tokens, self.chunk_tokens - frame.tokens - self.memory_tokens)
         if size < MIN_CONTEXT:
-            raise ValueError(f"chunk_tokens {self.chunk_tokens} leaves {size} tokens per chunk beside memory and query")
+            raise ValueError(f"chunk_tokens {self.chunk_tokens} leaves {size} tokens per chunk beside memory and prompt")
         usage, outputs, widest = Usage(), [], 0
         previous_source: list[int] = []
         previous_output: list[int] = []
         for start, end in self.chunks(ids, example.boundaries, size):
             source = previous_source + ids[start:end]
-            widest = max(widest, len(source) + len(query))
-            generation = model.generate(source + query + previous_output, example.max_new_tokens(end - start))
+            widest = max(widest, len(source) + frame.tokens)
+            generation = model.generate(frame(source) + previous_output, example.max_new_tokens(end - start))
             usage += Usage.of(generation)
-            outputs.append(generation.text.strip())
+            outputs.append(example.answer_of(generation.text).strip())
             previous_source, previous_output = ids[start:end], model.encode(generation.text)
         text = " ".join(o for o in outputs if o)
         return Prediction(text, usage, extra={"depth": 1.0, "max_source_tokens": float(widest)})
 
-    def filter_tree(self, model: Model, example: Example, ids: list[int], query: list[int]) -> Prediction:
-        room = self.chunk_tokens - len(query)
+    def filter_tree(self, model: Model, example: Example, ids: list[int], frame: Framed) -> Prediction:
+        room = self.chunk_tokens - frame.tokens
         usage, depth, widest = Usage(), 0, 0
         units = unit_spans(example.boundaries, len(ids))
         spans = self.chunks(ids, example.boundaries, room)
@@ -95,10 +94,10 @@ class Recursive(Strategy):
             depth += 1
             answers = []
             for piece in pieces:
-                widest = max(widest, len(piece) + len(query))
-                generation = model.generate(piece + query, example.max_new_tokens(len(piece)))
+                widest = max(widest, len(piece) + frame.tokens)
+                generation = model.generate(frame(piece), example.max_new_tokens(len(piece)))
                 usage += Usage.of(generation)
-                answers.append(generation.text)
+                answers.append(example.answer_of(generation.text))
             extra = {"depth": float(depth), "max_source_tokens": float(widest)}
             if len(pieces) == 1:
                 return Prediction(answers[0].strip() or example.no_answer, usage, extra=extra)

@@ -21,7 +21,7 @@ from lcbench.model import Model
 from lcbench.sparse import patterns as p
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.interface import SparseCall, register, sparse_call
-from lcbench.strategies.base import Prediction, Strategy, Usage
+from lcbench.strategies.base import Prediction, Strategy, Usage, framed
 from lcbench.tasks.base import Example
 
 PATTERNS = ("sink_window", "window", "longformer", "bigbird", "strided", "causal")
@@ -123,10 +123,10 @@ class Sparse(Strategy):
         return SparseCall(self.mask(prompt_tokens, query_tokens), self.tile, self.path, cache)  # type: ignore[arg-type]
 
     def run(self, model: Model, example: Example) -> Prediction:
-        context, query = model.encode(example.context), model.encode(example.query_text)
-        prompt = context + query
-        cache = self.cache_for(model, len(prompt), len(query))
-        call = self.call(len(prompt), len(query), cache)
+        frame, context = framed(model, example), model.encode(example.context)
+        prompt = frame(context)
+        cache = self.cache_for(model, len(prompt), len(frame.after))
+        call = self.call(len(prompt), len(frame.after), cache)
         with sparse_call(call), model.attention(register()):
             generation = model.generate(
                 prompt, example.max_new_tokens(len(context)), cache=cache, prefill_chunk=self.chunk_for(cache)

@@ -1,4 +1,5 @@
-"""`truncation`: keep a token budget of the context (head, tail or middle), never cutting the query.
+"""`truncation`: keep a token budget of the context (head, tail or middle), never cutting the
+instruction or the question around it (LongBench cuts the middle of the context for this reason).
 
 The simplest answer to a long input and the floor every other strategy must beat: on a
 retrieval task it scores about budget / length, since a needle survives only if it was kept.
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy, answer
+from lcbench.strategies.base import Prediction, Strategy, answer, framed
 from lcbench.tasks.base import Example
 
 
@@ -19,7 +20,7 @@ from lcbench.tasks.base import Example
 class Truncation(Strategy):
     name: ClassVar[str] = "truncation"
 
-    budget: int = 256  # prompt tokens the model may see: kept context + query
+    budget: int = 256  # prompt tokens the model may see: kept context + the prompt around it
     keep: Literal["head", "tail", "middle"] = "tail"
 
     def __post_init__(self) -> None:
@@ -38,9 +39,9 @@ class Truncation(Strategy):
 
     def run(self, model: Model, example: Example) -> Prediction:
         context = model.encode(example.context)
-        room = self.budget - len(model.encode(example.query_text))
+        room = self.budget - framed(model, example).tokens
         if room <= 0:
-            raise ValueError(f"budget {self.budget} leaves no room for the context beside the query")
+            raise ValueError(f"budget {self.budget} leaves no room for the context beside the prompt around it")
         if len(context) <= room:
             prediction = answer(model, example, context)
             return Prediction(prediction.text, prediction.usage, note="budget >= context: nothing was cut")

@@ -72,6 +72,7 @@ def suite_file(tmp_path: Path, tiny_dir: Path):
             "device: cpu\n"
             "context_lengths: [64, 96]\n"
             "samples: 2\n"
+            "prompt: {format: plain}\n"  # lengths this short hold no instruct prompt (test_prompts.py asks those)
             "tasks: [{name: needle}]\n"
             f"strategies:\n{strategies}"
             f"output: {tmp_path / 'results'}\n"

@@ -48,7 +48,7 @@ def test_recursive_translation_respects_its_memory_bound(reference):
         prediction = strategy.run(reference, example)
     finally:
         del reference.generate
-    query = reference.encode(example.query_text)
+    query = reference.encode(example.after)
     for i, (prompt, _) in enumerate(calls):
         cut = next(j for j in range(len(prompt)) if prompt[j : j + len(query)] == query)
         assert cut <= 128 - len(query)  # memory + chunk source within the chunk budget

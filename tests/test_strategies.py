@@ -41,7 +41,7 @@ def test_strategies_are_fresh_dataclasses(name):
 def test_truncation_keeps_the_budget_and_the_query(keep, llama, example):
     strategy = Truncation(budget=40, keep=keep)
     context = llama.encode(example.context)
-    query = llama.encode(example.query_text)
+    query = llama.encode(example.after)
     kept = strategy.kept(context, 40 - len(query))
     assert len(kept) + len(query) == 40
     if keep == "head":

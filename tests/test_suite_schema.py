@@ -38,7 +38,7 @@ def problems(path: Path) -> list[str]:
 
 def test_unknown_key_named_with_line_and_suggestion(suite_file):
     (problem,) = problems(suite_file(extra="sample: 3\n"))
-    assert "line 12" in problem and "`sample`" in problem and "did you mean `samples`" in problem
+    assert "line 13" in problem and "`sample`" in problem and "did you mean `samples`" in problem
 
 
 def test_five_mistakes_reported_at_once(tmp_path):

@@ -28,7 +28,7 @@ def test_every_task_family_is_registered():
 @pytest.mark.parametrize("length", [200, 256, 777, 2048])
 def test_lengths_are_exact_in_the_models_tokens(name, length, words):
     for example in tasks()[name]().examples(words, length, 3, seed=0):
-        prompt = words.encode(example.context + example.query_text)
+        prompt = words.encode(example.context + example.after)
         assert len(prompt) == length == example.actual_length
         assert words.tokenizer.unk_token_id not in prompt + words.encode(example.references[0])
         assert list(example.boundaries) == sorted(set(example.boundaries)) and example.boundaries[0] == 0

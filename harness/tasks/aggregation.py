@@ -9,8 +9,9 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lcbench.prompt import Parts, frame_of
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill
-from lcbench.tasks.metrics import rouge_l, set_f1
+from lcbench.tasks.metrics import rouge_l, set_f1, string_match_all
 from lcbench.tasks.words import pool
 
 QUERY = "most common ?"
@@ -19,7 +20,12 @@ QUERY = "most common ?"
 @dataclass
 class Aggregation(Task):
     name: ClassVar[str] = "aggregation"
-    metrics: ClassVar[tuple[str, ...]] = ("set_f1", "exact_match", "rouge_l")
+    metrics: ClassVar[tuple[str, ...]] = ("set_f1", "exact_match", "rouge_l")  # non-plain: string_match_all first
+    template: ClassVar[str] = (
+        "Below is a list of words in short sentences. Some words appear more often than others. "
+        "Memorize the ones that appear most often.\n{context}\n{question}"
+    )
+    fields: ClassVar[tuple[str, ...]] = ("top",)
 
     top: int = 3
     others: int = 24  # entities mentioned less often
@@ -39,7 +45,10 @@ class Aggregation(Task):
 
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"aggregation/{seed}/{length}/{index}")
-        budget = length - len(tokenizer.encode("\n" + QUERY))
+        question = f"What are the {self.top} most common words in the above list?"
+        prefix = f"Answer: The top {self.top} words that appear most often in the list are:"
+        frame = frame_of(tokenizer, Parts(QUERY, question, prefix, {"top": str(self.top)}))
+        budget = length - frame.tokens
         entities = rng.sample(pool("value"), self.top + self.others)
         mentions = max(budget * 4 // 5, 1)  # four words in five are mentions, one in five a period
         weights = [self.lead * (1 + 0.25 * (self.top - i)) for i in range(self.top)] + [1.0] * self.others
@@ -66,11 +75,14 @@ class Aggregation(Task):
             answer_tokens=self.top + 2,
             boundaries=filled.boundaries,
             metadata={"counts": counts[: self.top + 1]},
+            frame=frame,
         )
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:
         predicted, expected = prediction.split(), example.references[0].split()
+        found = {} if example.format == "plain" else {"string_match_all": string_match_all(prediction, expected)}
         return {
+            **found,
             "set_f1": set_f1(predicted, expected),
             "exact_match": float(set(predicted) == set(expected)),
             "rouge_l": rouge_l(prediction, example.references[0]),

@@ -5,16 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
+from lcbench.prompt import Frame, Tokenizer
 
-class Tokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
+__all__ = ["Example", "Frame", "LengthError", "Task", "Tokenizer", "exact_match", "fill", "normalize"]
 
 
 @dataclass(frozen=True)
 class Example:
-    """One input. The prompt is `context` then `query_text`; only the context may be cut.
+    """One input. The prompt is `before + context + after` (see `lcbench.prompt`); only the
+    context may be cut. Without a `frame` it is plain: the context, a newline and the query.
 
     `output` says what the model produces: a short `answer` to the query, or a `transform`
     of the whole context (translation, summary), whose length follows the context's.
@@ -33,10 +34,35 @@ class Example:
     metadata: dict[str, Any] = field(default_factory=dict)
     max_new_cap: int | None = None  # the suite's `max_new_tokens`, where it sets one
     no_answer: str = "none"  # what the answer is when the context does not hold one
+    frame: Frame | None = None  # the prompt around the context, in the suite's format
+    stop: tuple[str, ...] = ()  # the output is cut at the first of these (non-plain formats)
+    first_line: bool = True  # an answer is the output's first line (non-plain formats)
 
     @property
-    def query_text(self) -> str:
-        return "\n" + self.query
+    def before(self) -> str:
+        return self.frame.before if self.frame else ""
+
+    @property
+    def after(self) -> str:
+        return self.frame.after if self.frame else "\n" + self.query
+
+    @property
+    def format(self) -> str:
+        return self.frame.format if self.frame else "plain"
+
+    def answer_of(self, output: str) -> str:
+        """The answer in a raw output: cut at a stop string, an echoed answer prefix removed, the
+        first line of a short answer. Plain prompts (the reference models') are scored as they come."""
+        if self.format == "plain":
+            return output
+        for stop in self.stop:
+            output = output.split(stop, 1)[0]
+        prefix = self.frame.answer_prefix.strip() if self.frame else ""
+        if prefix and output.strip().lower().startswith(prefix.lower()):
+            output = output.strip()[len(prefix) :]
+        if self.first_line and self.output == "answer":
+            output = output.lstrip("\n").split("\n", 1)[0]  # LongBench's rule for short answers
+        return output
 
     def max_new_tokens(self, context_tokens: int) -> int:
         """A bound on the output for a call that sees `context_tokens` of this context."""
@@ -56,10 +82,27 @@ class Task:
 
     name: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ("exact_match",)  # the first is the headline metric
+    # The instruct and chat prompt: {context} and {question}, and any of `fields` (see lcbench.prompt).
+    template: ClassVar[str] = "Read the following text and answer the question below.\n\n{context}\n\nQuestion: {question}"
+    fields: ClassVar[tuple[str, ...]] = ()  # values each example fills, which a suite's template may name
 
     @classmethod
     def vocabulary(cls) -> list[str]:
-        """Every word the generator can emit: a word-level tokenizer must cover them all."""
+        """Every word the generator can emit in the plain format: the reference tokenizer covers them all."""
+        return []
+
+    def instruction(self) -> str:
+        """The instruct and chat template (a data set's own where it has one)."""
+        return self.template
+
+    def chat_by_default(self) -> bool:
+        """Whether `auto` uses the chat template where the tokenizer has one (LongBench asks some of
+        its few-shot and code sets without it)."""
+        return True
+
+    def data_problems(self) -> list[str]:
+        """What is wrong with the files a data-set task reads (missing, wrong fields), checked
+        before any model loads; a generator reads none."""
         return []
 
     def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:

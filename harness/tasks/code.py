@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lcbench.prompt import Parts, frame_of
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill, normalize
 from lcbench.tasks.metrics import edit_similarity
 from lcbench.tasks.words import fresh, pool
@@ -18,6 +19,10 @@ from lcbench.tasks.words import fresh, pool
 class Code(Task):
     name: ClassVar[str] = "code"
     metrics: ClassVar[tuple[str, ...]] = ("exact_match", "edit_sim")
+    template: ClassVar[str] = (
+        "Below is a program of functions written as `def NAME ( PARAMETERS ) : BODY end`.\n{context}\n{question}"
+    )
+    fields: ClassVar[tuple[str, ...]] = ("function",)
 
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     max_params: int = 3
@@ -45,7 +50,9 @@ class Code(Task):
 
         asked, params, definition = function()
         query = f"call {asked} ("
-        budget = length - len(tokenizer.encode("\n" + query))
+        question = f"Complete the call to {asked} with its parameters, in order, then `)`."
+        frame = frame_of(tokenizer, Parts(query, question, query, {"function": asked}))
+        budget = length - frame.tokens
         if budget < len(tokenizer.encode(definition)):
             raise LengthError(f"length {length} is too short for code: the minimum is {length - budget + 30}")
         units, used = [], len(tokenizer.encode(definition))
@@ -69,6 +76,7 @@ class Code(Task):
             answer_tokens=self.max_params + 3,
             boundaries=filled.boundaries,
             metadata={"depth": depth, "functions": len(units)},
+            frame=frame,
         )
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:

@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lcbench.prompt import Parts, frame_of
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, exact_match, fill
 from lcbench.tasks.words import fill_units, fresh, pool
 
@@ -23,6 +24,11 @@ def fact(speaker: str, attribute: str, value: str) -> str:
 class Dialogue(Task):
     name: ClassVar[str] = "dialogue"
     metrics: ClassVar[tuple[str, ...]] = ("exact_match",)
+    template: ClassVar[str] = (
+        "Below is a conversation; each turn reads `NAME says ... .`. Speakers mention facts about "
+        "themselves as `NAME says my THING is VALUE .`.\n{context}\n{question}"
+    )
+    fields: ClassVar[tuple[str, ...]] = ("speaker", "attribute")
 
     speakers: int = 4
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # where the asked fact's turn sits
@@ -50,7 +56,10 @@ class Dialogue(Task):
         pairs = [(s, a) for s in speakers for a in ATTRIBUTES if (s, a) != (asked, attribute)]
         facts += [fact(s, a, v) for (s, a), v in zip(rng.sample(pairs, min(len(pairs), self.distractor_facts)), values[1:])]
         query = f"what is {attribute} of {asked} ?"
-        budget = length - len(tokenizer.encode("\n" + query))
+        question = f"According to the conversation, what is the {attribute} of {asked}? Answer with one word."
+        parts = Parts(query, question, f"The {attribute} of {asked} is", {"speaker": asked, "attribute": attribute})
+        frame = frame_of(tokenizer, parts)
+        budget = length - frame.tokens
         needed = sum(len(tokenizer.encode(f)) for f in facts)
         if budget < needed:
             raise LengthError(f"length {length} is too short for dialogue: the minimum is {length - budget + needed}")
@@ -77,6 +86,7 @@ class Dialogue(Task):
             answer_tokens=4,
             boundaries=filled.boundaries,
             metadata={"depth": depth, "fact_turn": turn, "turns": len(turns)},
+            frame=frame,
         )
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lcbench.errors import UserError
-from lcbench.tasks.base import Example, Task, Tokenizer, exact_match, normalize
+from lcbench.prompt import Parts, frame_of
+from lcbench.tasks.base import Example, Frame, Task, Tokenizer, exact_match, normalize
 from lcbench.tasks.metrics import chrf, edit_similarity, rouge_l, set_f1
 
 MAX_LINE_BYTES = 64 << 20
@@ -105,10 +106,11 @@ class Jsonl(Task):
         rows, problems = read_rows(Path(self.path), self.on_error)
         chosen = []
         for row in rows:
-            actual = len(tokenizer.encode(row.context)) + len(tokenizer.encode("\n" + row.input))
+            frame = frame_of(tokenizer, Parts(row.input, row.input, "Answer:"))
+            actual = len(tokenizer.encode(row.context)) + frame.tokens
             fits = row.length == length if row.length is not None else length // 2 < actual <= length
             if fits:
-                chosen.append(self.from_row(row, length, actual, len(problems)))
+                chosen.append(self.from_row(row, length, actual, len(problems), frame))
             if len(chosen) == n:
                 break
         if not chosen:
@@ -117,7 +119,7 @@ class Jsonl(Task):
             raise UserError(f"{self.path}: no record fits context length {length}{hint}")
         return chosen
 
-    def from_row(self, row: Row, length: int, actual: int, skipped: int) -> Example:
+    def from_row(self, row: Row, length: int, actual: int, skipped: int, frame: Frame | None = None) -> Example:
         return Example(
             id=f"{Path(self.path).stem}-{row.line}",
             context=row.context,
@@ -127,6 +129,7 @@ class Jsonl(Task):
             actual_length=actual,
             answer_tokens=self.answer_tokens,
             metadata={"line": row.line, "skipped_lines": skipped},
+            frame=frame,
         )
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:

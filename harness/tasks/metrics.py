@@ -1,4 +1,5 @@
-"""Quality metrics shared by tasks: BLEU and chrF (sacrebleu), set F1, ROUGE-L, edit similarity."""
+"""Quality metrics shared by tasks: BLEU and chrF (sacrebleu), set F1, ROUGE-L, edit similarity,
+and RULER's string matches."""
 
 from __future__ import annotations
 
@@ -77,3 +78,15 @@ def edit_similarity(prediction: str, reference: str) -> float:
     """1 - Levenshtein distance / the longer length, over characters (as in code completion)."""
     longest = max(len(prediction), len(reference))
     return 1.0 if longest == 0 else 1.0 - levenshtein(prediction, reference) / longest
+
+
+def string_match_all(prediction: str, references: Sequence[str]) -> float:
+    """RULER's string_match_all: the share of references found in the output, case-insensitive."""
+    said = prediction.lower()
+    return sum(r.lower() in said for r in references) / len(references) if references else 0.0
+
+
+def string_match_part(prediction: str, references: Sequence[str]) -> float:
+    """RULER's string_match_part: 1 if any reference is found in the output, case-insensitive."""
+    said = prediction.lower()
+    return float(any(r.lower() in said for r in references))

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lcbench.prompt import Parts, frame_of
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer
 from lcbench.tasks.metrics import bleu, chrf, corpus_bleu, corpus_chrf
 from lcbench.tasks.words import fresh, pool, target_words
@@ -75,6 +76,10 @@ def translate_sentence(words: Sequence[str], subject_class: str) -> list[str]:
 class Mt(Task):
     name: ClassVar[str] = "mt"
     metrics: ClassVar[tuple[str, ...]] = ("chrf", "bleu", "doc_acc", "token_acc", "exact")
+    template: ClassVar[str] = (
+        "Translate the following document into the target language, sentence by sentence, "
+        "keeping each verb's agreement with its topic noun.\n\n{context}\n\n{question}"
+    )
 
     distances: tuple[int, ...] = (1, 2, 4, 8)  # sentences from the topic noun to a dependent verb
 
@@ -130,7 +135,8 @@ class Mt(Task):
 
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"mt/{seed}/{length}/{index}")
-        budget = length - len(tokenizer.encode("\n" + QUERY))
+        frame = frame_of(tokenizer, Parts(QUERY, "Translate the document above.", "Translation:"))
+        budget = length - frame.tokens
         if budget < 8:
             raise LengthError(f"length {length} is too short for mt: the minimum is {length - budget + 8}")
         sentences = self.document(rng, tokenizer, budget)
@@ -155,6 +161,7 @@ class Mt(Task):
             answer_tokens=8,
             boundaries=tuple(boundaries),
             metadata={"sentences": len(sentences), "verbs": verbs},
+            frame=frame,
         )
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:

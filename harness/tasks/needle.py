@@ -15,7 +15,9 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from lcbench.prompt import Parts, frame_of
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill, normalize
+from lcbench.tasks.metrics import string_match_all
 from lcbench.tasks.words import filler_sentence, pool
 
 MODES = ("single", "multikey", "multivalue")
@@ -28,7 +30,12 @@ def statement(key: str, value: str) -> str:
 @dataclass
 class Needle(Task):
     name: ClassVar[str] = "needle"
-    metrics: ClassVar[tuple[str, ...]] = ("exact_match",)
+    metrics: ClassVar[tuple[str, ...]] = ("exact_match",)  # non-plain formats: string_match_all first
+    template: ClassVar[str] = (
+        "Some special magic values are hidden within the following text, each stated as `KEY is VALUE .`. "
+        "Make sure to memorize them. I will quiz you about one of them afterwards.\n{context}\n{question}"
+    )
+    fields: ClassVar[tuple[str, ...]] = ("key",)
 
     mode: Literal["single", "multikey", "multivalue", "mixed"] = "multikey"
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -53,8 +60,8 @@ class Needle(Task):
         keys = rng.sample(pool("name"), len(pool("name")))
         values = pool("value")
         asked, others = keys[0], keys[1:]
-        query = f"what is {asked} ?"
-        budget = length - len(tokenizer.encode("\n" + query))
+        frame = frame_of(tokenizer, self.parts(asked, mode))
+        budget = length - frame.tokens
         needle_cost = len(tokenizer.encode(statement(asked, values[0])))
         minimum = length - budget + 2 * needle_cost + 1
         if budget < 2 * needle_cost + 1:
@@ -73,14 +80,26 @@ class Needle(Task):
         return Example(
             id=f"needle-{length}-{seed}-{index}",
             context=filled.context,
-            query=query,
+            query=f"what is {asked} ?",
             references=(" ".join(answers) or "none",),
             requested_length=length,
             actual_length=filled.tokens + length - budget,
             answer_tokens=4,
             boundaries=filled.boundaries,
             metadata={"depth": None if absent else depth, "absent": absent, "mode": mode},
+            frame=frame,
         )
+
+    @staticmethod
+    def parts(key: str, mode: str) -> Parts:
+        if mode == "multivalue":
+            question = f"What are all the special magic values for {key} mentioned in the provided text?"
+            prefix = f"The special magic values for {key} mentioned in the provided text are"
+        else:
+            question = f"What is the special magic value for {key} mentioned in the provided text?"
+            prefix = f"The special magic value for {key} mentioned in the provided text is"
+        question += " If the text does not mention it, answer none."
+        return Parts(f"what is {key} ?", question, prefix, {"key": key})
 
     def haystack(self, tokenizer: Tokenizer, mode: str, rng: random.Random, keys: list[str], budget: int) -> list[str]:
         """Distractor units filling `budget` tokens: filler sentences or statements of other keys."""
@@ -102,6 +121,10 @@ class Needle(Task):
             used += cost
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:
-        """Exact match of the values said, in any order: a key stated twice has no first value."""
+        """Exact match of the values said, in any order: a key stated twice has no first value.
+        Outside the plain format RULER's string_match_all leads: each value found in the output."""
         said = sorted(normalize(prediction).split())
-        return {"exact_match": float(any(said == sorted(normalize(r).split()) for r in example.references))}
+        exact = float(any(said == sorted(normalize(r).split()) for r in example.references))
+        if example.format == "plain":
+            return {"exact_match": exact}
+        return {"string_match_all": string_match_all(prediction, example.references[0].split()), "exact_match": exact}

@@ -8,15 +8,20 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lcbench.prompt import Parts, frame_of
 from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill
-from lcbench.tasks.metrics import set_f1
+from lcbench.tasks.metrics import set_f1, string_match_all
 from lcbench.tasks.words import fill_units, filler_sentence, pool
 
 
 @dataclass
 class Vt(Task):
     name: ClassVar[str] = "vt"
-    metrics: ClassVar[tuple[str, ...]] = ("set_f1", "exact_match")
+    metrics: ClassVar[tuple[str, ...]] = ("set_f1", "exact_match")  # non-plain formats: string_match_all first
+    template: ClassVar[str] = (
+        "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n{context}\n{question}"
+    )
+    fields: ClassVar[tuple[str, ...]] = ("value", "hops")
 
     hops: int = 4  # names in the asked chain
     distractor_chains: int = 1
@@ -41,8 +46,14 @@ class Vt(Task):
             chain = names[c * self.hops : (c + 1) * self.hops]
             statements += [(c, 0, f"{chain[0]} = {values[c]} .")]
             statements += [(c, h, f"{chain[h]} = {chain[h - 1]} .") for h in range(1, self.hops)]
-        query = f"who is {values[0]} ?"
-        budget = length - len(tokenizer.encode("\n" + query))
+        question = f"Find all variables that are assigned the value {values[0]} in the text above."
+        prefix = (
+            f"Answer: According to the chain(s) of variable assignment in the text above, {self.hops} variables "
+            f"are assigned the value {values[0]}, they are:"
+        )
+        fields = {"value": values[0], "hops": str(self.hops)}
+        frame = frame_of(tokenizer, Parts(f"who is {values[0]} ?", question, prefix, fields))
+        budget = length - frame.tokens
         needed = sum(len(tokenizer.encode(t)) for _, _, t in statements)
         if budget < needed:
             minimum = length - budget + needed
@@ -59,15 +70,19 @@ class Vt(Task):
         return Example(
             id=f"vt-{length}-{seed}-{index}",
             context=filled.context,
-            query=query,
+            query=f"who is {values[0]} ?",
             references=(answer,),
             requested_length=length,
             actual_length=filled.tokens + length - budget,
             answer_tokens=self.hops + 2,
             boundaries=filled.boundaries,
             metadata={"hops": self.hops},
+            frame=frame,
         )
 
     def score(self, prediction: str, example: Example) -> dict[str, float]:
         predicted, expected = prediction.split(), example.references[0].split()
-        return {"set_f1": set_f1(predicted, expected), "exact_match": float(set(predicted) == set(expected))}
+        scores = {"set_f1": set_f1(predicted, expected), "exact_match": float(set(predicted) == set(expected))}
+        if example.format == "plain":
+            return scores
+        return {"string_match_all": string_match_all(prediction, expected), **scores}
