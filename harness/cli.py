@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lcbench.errors import UserError, did_you_mean
+from lcbench.prompt import FORMATS
 
 if TYPE_CHECKING:
     from lcbench.sweep import RunOptions
@@ -18,6 +19,8 @@ EPILOG = """examples:
   lcbench run suites/mt.yaml
   lcbench run suites/needle.yaml --lengths 1k,4k --strategies full,truncation --limit 5
   lcbench run suites/mt.yaml --model ~/models/my-llama --device cuda:0 --out /tmp/runs
+  lcbench run suites/longbench.yaml --data-dir ~/data/longbench --model ~/models/my-llama --format chat
+  lcbench run suites/needle.yaml --model ~/models/my-llama --lengths 4k --limit 1 --show-prompt
   lcbench validate suites/mt.yaml
   lcbench ls
   lcbench report results/mt-20260101-120000
@@ -48,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--lengths", help="context lengths to run, e.g. 1k,4k (replaces the suite's)")
     run.add_argument("--strategies", help="strategy labels or names to run, e.g. full,truncation")
     run.add_argument("--limit", type=int, help="at most N examples per cell")
+    run.add_argument("--data-dir", type=Path, help="folder of the data-set tasks' files (replaces the suite's `data_dir`)")
+    run.add_argument("--format", choices=FORMATS, help="prompt format of every task: plain, instruct, chat or auto")
+    run.add_argument("--show-prompt", action="store_true", help="print every prompt the model read for each cell's first example")
     run.add_argument("--out", type=Path, help="folder for the run folder (default: the suite's `output`)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="complete an interrupted run: only its missing cells run")
     run.add_argument(
@@ -65,8 +71,13 @@ def parser() -> argparse.ArgumentParser:
         help="try longer lengths after a strategy ran out of memory",
     )
     sub.add_parser("ls", help="list strategies, tasks and suites, one line each")
-    validate = sub.add_parser("validate", help="check a suite file and report every problem at once")
+    validate = sub.add_parser(
+        "validate",
+        help="check a suite file, its data files and its prompts on the model's tokenizer; report every problem at once",
+    )
     validate.add_argument("suite", type=Path)
+    validate.add_argument("--model", help="local Hugging Face model folder, or `reference`")
+    validate.add_argument("--data-dir", type=Path, help="folder of the data-set tasks' files")
     report = sub.add_parser("report", help="re-render summary.csv and report.md from a run's records")
     report.add_argument("run_dir", type=Path)
     compare = sub.add_parser("compare", help="compare runs with the first: quality with bootstrap intervals, speed, memory")
@@ -105,10 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, object]:
-    found: dict[str, object] = {"model": args.model, "device": args.device}
-    if args.lengths is not None:
+    found: dict[str, object] = {"model": args.model, "device": getattr(args, "device", None)}
+    if getattr(args, "data_dir", None) is not None:
+        found["data_dir"] = str(args.data_dir)
+    if getattr(args, "lengths", None) is not None:
         found["context_lengths"] = [x for x in args.lengths.split(",") if x.strip()]
-    if args.out is not None:
+    if getattr(args, "out", None) is not None:
         found["output"] = str(args.out)
     return found
 
@@ -141,10 +154,11 @@ def run_options(args: argparse.Namespace, device: str) -> RunOptions:
             max_memory = parse_memory(args.max_memory)
         except ValueError:
             raise UserError(f"--max-memory: `{args.max_memory}` is not a size; write e.g. 8G or 512M") from None
-    return RunOptions(isolate, Limits(args.cell_timeout, max_memory), args.skip_after_oom, args.resume)
+    return RunOptions(isolate, Limits(args.cell_timeout, max_memory), args.skip_after_oom, args.resume, args.show_prompt)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lcbench.preflight import preflight
     from lcbench.suite import read_yaml, suite_hash, validate
     from lcbench.sweep import check_resumable, run_suite
 
@@ -155,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError("give either a suite file or --resume RUN_DIR (the run folder holds its suite)")
         check_resumable(args.resume)
         suite = validate(json.loads((args.resume / "suite.json").read_text()), None, str(args.resume / "suite.json"))
+        preflight(suite)
         _, completed = run_suite(suite, "", str(args.resume / "suite.json"), options=run_options(args, suite.device))
         return 0 if completed else 130
     if args.suite is None:
@@ -165,15 +180,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         data["strategies"] = select(data, args.strategies)
     if args.limit is not None and isinstance(data.get("samples", 10), int):
         data["samples"] = min(args.limit, data.get("samples", 10))
+    if args.format is not None:
+        data["prompt"] = {**(data.get("prompt") or {}), "format": args.format}
+        data["tasks"] = [
+            {**t, "prompt": {**(t.get("prompt") or {}), "format": args.format}} if isinstance(t, dict) else t
+            for t in data.get("tasks") or []
+        ]
     suite = validate(data, node, str(args.suite))
+    preflight(suite)
     _, completed = run_suite(suite, suite_hash(text), str(args.suite), options=run_options(args, suite.device))
     return 0 if completed else 130
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from lcbench.preflight import preflight
     from lcbench.suite import load_suite
 
-    suite, _ = load_suite(args.suite)
+    suite, _ = load_suite(args.suite, **overrides(args))
+    preflight(suite)
     cells = len(suite.tasks) * len(suite.context_lengths) * len(suite.strategies)
     print(f"{args.suite}: ok ({cells} cells, {cells * suite.samples} examples)")
     return 0

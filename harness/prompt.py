@@ -71,7 +71,8 @@ def placeholders(template: str) -> list[str]:
 
 
 def template_problems(template: str, known: tuple[str, ...], what: str = "template") -> list[str]:
-    """What is wrong with a template for a task whose extra fields are `known`."""
+    """What is wrong with a template (or, `what="answer_prefix"`, an answer prefix) for a task
+    whose extra fields are `known`."""
     try:
         names = placeholders(template)
     except ValueError as exc:
@@ -109,6 +110,9 @@ class Prompter:
             return list(encode(text, add_special_tokens=False))
         except TypeError:  # a bare tokenizer (the Tokenizer protocol) has no such keyword
             return list(encode(text))
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def frame(self, parts: Parts) -> Frame:
         style = self.style

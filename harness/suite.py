@@ -273,9 +273,15 @@ def params_problems(cls: type, params: dict[str, Any], where: str) -> list[str]:
 
 
 def plugin_problems(
-    task_specs: tuple[TaskSpec, ...], strategy_specs: tuple[StrategySpec, ...], lengths: tuple[int, ...], node: yaml.Node | None
+    task_specs: tuple[TaskSpec, ...],
+    strategy_specs: tuple[StrategySpec, ...],
+    lengths: tuple[int, ...],
+    node: yaml.Node | None,
+    prompt: PromptSpec = PromptSpec(),
 ) -> list[str]:
-    """Names and params of tasks and strategies, checked against the registered classes."""
+    """Names and params of tasks and strategies, checked against the registered classes, and the
+    prompt templates against the fields each task fills."""
+    from lcbench.prompt import template_problems
     from lcbench.registry import strategies, tasks
 
     problems: list[str] = []
@@ -285,6 +291,11 @@ def plugin_problems(
             problems.append(locate(node, (*loc, "name"), did_you_mean(task.name, tasks(), "task")))
             continue
         problems += params_problems(tasks()[task.name], task.params, locate(node, (*loc, "params"), "")[:-2])
+        for key in ("template", "answer_prefix"):
+            text = getattr(task.prompt, key) or getattr(prompt, key)
+            at = (*loc, "prompt", key) if getattr(task.prompt, key) else ("prompt", key)
+            if text is not None:
+                problems += [locate(node, at, p) for p in template_problems(text, tasks()[task.name].fields, key)]
     labels: dict[str, int] = {}
     for i, spec in enumerate(strategy_specs):
         loc = ("strategies", i)
@@ -334,7 +345,7 @@ def validate(data: dict[str, Any], node: yaml.Node | None = None, source: str | 
             node,
         )
         raise UserError(problems, source=source) from None
-    problems = plugin_problems(suite.tasks, suite.strategies, suite.context_lengths, node)
+    problems = plugin_problems(suite.tasks, suite.strategies, suite.context_lengths, node, suite.prompt)
     problems += model_problems(suite, node)
     if problems:
         raise UserError(problems, source=source)

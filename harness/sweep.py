@@ -27,7 +27,7 @@ from lcbench.errors import UserError
 from lcbench.executor import Limits, Worker, run_in_process, run_isolated
 from lcbench.model import Model, check_model_dir
 from lcbench.plan import Cell, plan
-from lcbench.records import RECORDS, Record, RecordWriter, read_records, write_atomic
+from lcbench.records import PROMPTS, RECORDS, Record, RecordWriter, read_records, write_atomic
 from lcbench.report import headline, write_report
 from lcbench.runner import ExampleCache, cell_record
 from lcbench.suite import REFERENCE, Suite
@@ -45,6 +45,7 @@ class RunOptions:
     limits: Limits = field(default_factory=Limits)
     skip_after_oom: bool = True
     resume: Path | None = None  # a run folder to complete
+    show_prompt: bool = False  # print what the model read for each cell's first example
 
 
 def reference_dir(task: str) -> Path:
@@ -254,7 +255,24 @@ def run_cells(
                 oom_at.setdefault((cell.task.name, cell.strategy.key), cell.length)
             progress.remove_task(current)
             progress.console.print(f"  {cell.title}: {summarise(records)}")
+            if options.show_prompt:
+                show_prompts(progress.console, run_dir, cell)
     return True
+
+
+def show_prompts(console: Console, run_dir: Path, cell: Cell) -> None:
+    """Every call of the cell's first example as the model read it, from `prompts.jsonl`."""
+    path = run_dir / PROMPTS
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    shown = next((json.loads(line) for line in reversed(lines) if f'"cell_key": "{cell.key}"' in line), None)
+    if shown is None:
+        return
+    for i, call in enumerate(shown["calls"], 1):
+        title = f"{cell.title} · {shown['example_id']} · call {i} of {len(shown['calls'])} · {call['tokens']} tokens"
+        console.rule(title)
+        console.print(call["prompt"], markup=False, highlight=False)
+        console.rule("output")
+        console.print(call["output"], markup=False, highlight=False)
 
 
 def out_of_memory_at(run_dir: Path) -> dict[tuple[str, str], int]:

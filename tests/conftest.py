@@ -99,3 +99,53 @@ def lookup():
     from lcbench.sweep import reference_dir
 
     return Model.load(reference_dir("needle"), device="cpu")
+
+
+def train_bpe(texts: list[str], vocab_size: int = 600):
+    """A byte-level BPE trained here on `texts` (small: words split into several pieces), with a
+    ChatML chat template: the subword tokenizer the prompt tests measure lengths on."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from lcbench.tiny_model import with_chat_template
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    core.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    return with_chat_template(tokenizer, "chatml")
+
+
+def task_texts() -> list[str]:
+    """Every synthetic task's examples in the plain and instruct formats: text to train a BPE on."""
+    from lcbench.prompt import Prompter, Style
+    from lcbench.registry import tasks
+    from lcbench.word_tokenizer import WordCounter
+
+    texts = []
+    for cls in tasks().values():
+        if cls.vocabulary():
+            task = cls()
+            for style in (Style(), Style("instruct", task.instruction())):
+                texts += [e.before + e.context + e.after for e in task.examples(Prompter(WordCounter(), style), 600, 4, 1)]
+    return texts
+
+
+@pytest.fixture(scope="session")
+def bpe():
+    return train_bpe(task_texts())
+
+
+@pytest.fixture(scope="session")
+def chat_dirs(tmp_path_factory: pytest.TempPathFactory, bpe) -> dict[str, Path]:
+    """Tiny Llamas whose tokenizers have a chat template: word-level ChatML and Llama 3, and the BPE."""
+    from lcbench.tiny_model import save_tiny_model
+
+    root = tmp_path_factory.mktemp("chat-models")
+    dirs = {chat: save_tiny_model(root / chat, chat=chat) for chat in ("chatml", "llama3")}
+    dirs["bpe"] = save_tiny_model(root / "bpe", tokenizer=bpe)
+    return dirs

@@ -100,7 +100,7 @@ class Task:
         its few-shot and code sets without it)."""
         return True
 
-    def data_problems(self) -> list[str]:
+    def data_problems(self, lengths: Sequence[int] = ()) -> list[str]:
         """What is wrong with the files a data-set task reads (missing, wrong fields), checked
         before any model loads; a generator reads none."""
         return []
@@ -138,26 +138,46 @@ class Filled:
     tokens: int
 
 
-def fill(units: Iterable[str], budget: int, tokenizer: Tokenizer, pad: str = ".") -> Filled:
-    """Join `units` (whole, in order) into a context of exactly `budget` tokens where the
-    tokenizer allows: units are taken while they fit, then `pad` words top it up.
+def joined_cost(tokenizer: Tokenizer, unit: str, first: bool) -> int:
+    """The tokens `unit` adds to a text it is joined to by a space (its own count when it opens
+    the text): what a byte-level BPE makes of it in context, and the same as alone for words."""
+    return len(tokenizer.encode(unit if first else " " + unit))
 
-    Counts are per unit (a unit is never split). With a word-level tokenizer the total is
-    exact; with a subword tokenizer joins may merge, so the true count is re-measured.
+
+def fill(units: Iterable[str], budget: int, tokenizer: Tokenizer, pad: str = ".") -> Filled:
+    """Join `units` (whole, in order) into a context of exactly `budget` tokens: units are taken
+    while they fit, then `pad` words top it up.
+
+    Counts are per unit, as joined (a unit is never split). Where a tokenizer's joins are not
+    additive (a subword tokenizer may merge across them), the joined text is measured and pads
+    are dropped or added until the count is exact; the boundaries then stay estimates.
     """
     parts: list[str] = []
     boundaries: list[int] = []
     used = 0
     for unit in units:
-        cost = len(tokenizer.encode(unit))
+        cost = joined_cost(tokenizer, unit, not parts)
         if used + cost > budget:
             break
         boundaries.append(used)
         parts.append(unit)
         used += cost
-    pad_cost = max(1, len(tokenizer.encode(pad)))
+    pad_cost = max(1, joined_cost(tokenizer, pad, not parts))
     while used + pad_cost <= budget:
         parts.append(pad)
         used += pad_cost
-    context = " ".join(parts)
-    return Filled(context, tuple(boundaries), len(tokenizer.encode(context)))
+    tokens = len(tokenizer.encode(" ".join(parts)))
+    for _ in range(16):
+        if tokens > budget and parts:
+            excess = tokens - budget
+            while excess > 0 and parts:
+                excess -= joined_cost(tokenizer, parts.pop(), not parts)
+        elif tokens < budget:
+            parts += [pad] * (budget - tokens)
+        else:
+            break
+        tokens = len(tokenizer.encode(" ".join(parts)))
+    while tokens > budget and parts:  # never over: the prompt must fit the length it was asked for
+        parts.pop()
+        tokens = len(tokenizer.encode(" ".join(parts)))
+    return Filled(" ".join(parts), tuple(boundaries[: len(parts)]), tokens)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer
+from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, joined_cost
 from lcbench.tasks.metrics import bleu, chrf, corpus_bleu, corpus_chrf
 from lcbench.tasks.words import fresh, pool, target_words
 
@@ -111,6 +111,21 @@ class Mt(Task):
         def others(low: int, high: int) -> list[str]:
             return [draw("other") for _ in range(rng.randint(low, high))]
 
+        def cost(words: list[str], first: bool | None = None) -> int:
+            return joined_cost(tokenizer, " ".join(words), not out if first is None else first)
+
+        def close_gap(words: list[str], room: int, first: bool) -> list[str]:
+            """`words` with an `other` word added, or swapped for one of its own, as close to `room`
+            tokens as fits: a subword tokenizer can leave a gap that whole words did not fill."""
+            for word in rng.sample(lex.others, len(lex.others)):
+                if cost(words, first) >= room:
+                    break
+                swaps = [[*words[:k], word, *words[k + 1 :]] for k in range(len(words) - 1) if words[k] in lex.others]
+                words = max(
+                    [words, *(t for t in [[word, *words], *swaps] if cost(t, first) <= room)], key=lambda t: cost(t, first)
+                )
+            return words
+
         while True:
             noun = draw("noun")
             phrase = [draw("adjective"), noun] if rng.random() < 0.5 else [noun]
@@ -118,19 +133,23 @@ class Mt(Task):
             for distance in range(1, rng.choice(self.distances) + 1):
                 run.append((others(2, 5) + [draw("verb")], lex.nouns[noun], distance))
             for words, cls, distance in run:
-                cost = len(tokenizer.encode(" ".join(words)))
-                if used + cost <= budget:
+                if used + cost(words) <= budget:
+                    used += cost(words)
                     out.append((words, cls, distance))
-                    used += cost
                     continue
                 if out:  # a shortened subjectless sentence, continuing the last topic, tops it up
                     if distance == 0:
                         filler = others(max(budget - used - 1, 0), max(budget - used - 1, 0))
                         words, cls, distance = filler + [words[-1]], out[-1][1], out[-1][2] + 1
-                    while words[:-1] and used + len(tokenizer.encode(" ".join(words))) > budget:
+                    while words[:-1] and used + cost(words) > budget:
                         words = words[1:]
-                    if used + len(tokenizer.encode(" ".join(words))) <= budget:
+                    if used + cost(words) <= budget:
+                        used += cost(words)
                         out.append((words, cls, distance))
+                    if used < budget:  # never with whole-word tokens: they fill the budget exactly
+                        words, cls, distance = out[-1]
+                        first, had = len(out) == 1, cost(out[-1][0], len(out) == 1)
+                        out[-1] = (close_gap(words, had + budget - used, first), cls, distance)
                 return out
 
     def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
@@ -142,9 +161,9 @@ class Mt(Task):
         sentences = self.document(rng, tokenizer, budget)
         source = [" ".join(words) for words, _, _ in sentences]
         boundaries, offset = [], 0
-        for sentence in source:
+        for i, sentence in enumerate(source):
             boundaries.append(offset)
-            offset += len(tokenizer.encode(sentence))
+            offset += joined_cost(tokenizer, sentence, i == 0)
         target = [" ".join(translate_sentence(words, cls)) for words, cls, _ in sentences]
         lex = lexicon()
         # every verb, in order (distance 0: the topic sentence's own); the dependents are the rest

@@ -1,0 +1,51 @@
+"""Checks that need a tokenizer or data files but no model, run by `lcbench validate` and before
+`lcbench run` loads anything: each task's data files and their fields, each task's prompt format on
+each model's tokenizer (a chat format needs a chat template), and the shortest context length
+against the prompt around the context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lcbench.errors import UserError
+from lcbench.model import check_model_dir, go_offline, load_tokenizer
+from lcbench.runner import build_task, prompter_for
+from lcbench.suite import Suite, TaskSpec
+from lcbench.tasks.base import LengthError, Task
+
+
+def preflight(suite: Suite) -> None:
+    """Every problem at once, as one `UserError`, or nothing."""
+    from lcbench.sweep import model_path
+
+    go_offline()
+    tokenizers: dict[Path, Any] = {}
+    problems: list[str] = []
+    shortest = min(suite.context_lengths)
+    for i, spec in enumerate(suite.tasks):
+        where = f"`tasks[{i}]` ({spec.name})"
+        task = build_task(suite, spec)
+        found = task.data_problems(suite.context_lengths)
+        if found:
+            problems += [f"{where}: {p}" for p in found]
+            continue
+        path = model_path(suite, spec.name)
+        if path not in tokenizers:
+            if check_model_dir(path, suite.trust_remote_code):
+                continue  # said by the suite's own checks
+            tokenizers[path] = load_tokenizer(path, suite.trust_remote_code)
+        problems += [f"{where}: {p}" for p in prompt_problems(suite, spec, task, tokenizers[path], shortest)]
+    if problems:
+        raise UserError(problems)
+
+
+def prompt_problems(suite: Suite, spec: TaskSpec, task: Task, tokenizer: Any, length: int) -> list[str]:
+    """The task's format on this tokenizer, and its first example at the shortest length."""
+    try:
+        task.examples(prompter_for(suite, spec, task, tokenizer), length, 1, suite.seed)
+    except LengthError as exc:
+        return [f"{exc}; the prompt around the context counts in the length: raise `context_lengths` or use a shorter format"]
+    except (ValueError, KeyError, IndexError) as exc:
+        return [str(exc)]
+    return []
