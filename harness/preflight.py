@@ -10,7 +10,7 @@ from typing import Any
 
 from lcbench.errors import UserError
 from lcbench.model import check_model_dir, go_offline, load_tokenizer
-from lcbench.runner import build_task, prompter_for
+from lcbench.runner import build_task, check_vocabulary, prompter_for
 from lcbench.suite import Suite, TaskSpec
 from lcbench.tasks.base import LengthError, Task
 
@@ -35,15 +35,18 @@ def preflight(suite: Suite) -> None:
             if check_model_dir(path, suite.trust_remote_code):
                 continue  # said by the suite's own checks
             tokenizers[path] = load_tokenizer(path, suite.trust_remote_code)
-        problems += [f"{where}: {p}" for p in prompt_problems(suite, spec, task, tokenizers[path], shortest)]
+        problems += [f"{where}: {p}" for p in prompt_problems(suite, spec, task, tokenizers[path], shortest, path.name)]
     if problems:
         raise UserError(problems)
 
 
-def prompt_problems(suite: Suite, spec: TaskSpec, task: Task, tokenizer: Any, length: int) -> list[str]:
-    """The task's format on this tokenizer, and its first example at the shortest length."""
+def prompt_problems(suite: Suite, spec: TaskSpec, task: Task, tokenizer: Any, length: int, model_name: str) -> list[str]:
+    """The task's format on this tokenizer, its words, and its first example at the shortest length."""
     try:
-        task.examples(prompter_for(suite, spec, task, tokenizer), length, 1, suite.seed)
+        prompter = prompter_for(suite, spec, task, tokenizer)
+        check_vocabulary(prompter, model_name, task, task.examples(prompter, length, 1, suite.seed)[0])
+    except UserError as exc:
+        return exc.problems
     except LengthError as exc:
         return [f"{exc}; the prompt around the context counts in the length: raise `context_lengths` or use a shorter format"]
     except (ValueError, KeyError, IndexError) as exc:

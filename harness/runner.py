@@ -57,24 +57,28 @@ class ExampleCache:
         if key != self._key:
             prompter = prompter_for(self.suite, cell.task, task, self.model.tokenizer)
             examples = task.examples(prompter, cell.length, self.suite.samples, self.suite.seed)
-            check_vocabulary(self.model, task, examples[0])
+            check_vocabulary(prompter, self.model.name, task, examples[0])
             if self.suite.max_new_tokens is not None:
                 examples = [dataclasses.replace(e, max_new_cap=self.suite.max_new_tokens) for e in examples]
             self._key, self._examples = key, examples
         return self._examples
 
 
-def check_vocabulary(model: Model, task: Task, example: Example) -> None:
-    """A synthetic task on a tokenizer that maps its words to <unk> would score nonsense."""
-    unk = getattr(model.tokenizer, "unk_token_id", None)
+def check_vocabulary(prompter: Prompter, model_name: str, task: Task, example: Example) -> None:
+    """A task on a tokenizer that maps its words to <unk> would score nonsense."""
+    unk = getattr(prompter.tokenizer, "unk_token_id", None)
     if unk is None:
         return
-    ids = model.encode(example.before + example.context + example.after + " " + example.references[0])
+    ids = prompter.encode(example.before + example.context + example.after + " " + example.references[0])
     if unk in ids:
+        fix = (
+            "run it on the reference model (`model: reference`) or use a tokenizer that covers the task's vocabulary"
+            if task.vocabulary()
+            else "its data is natural language: give a model of your own with --model"
+        )
         raise UserError(
-            f"the tokenizer of model `{model.name}` cannot represent the words of task `{task.name}` "
-            f"({ids.count(unk)} of {len(ids)} tokens are unknown); run it on the reference model "
-            "(`model: reference`) or use a tokenizer that covers the task's vocabulary"
+            f"the tokenizer of model `{model_name}` cannot represent the words of task `{task.name}` "
+            f"({ids.count(unk)} of {len(ids)} tokens are unknown); {fix}"
         )
 
 

@@ -135,9 +135,15 @@ def task_texts() -> list[str]:
     return texts
 
 
+def sample_texts() -> list[str]:
+    """The shipped data sample's texts (LongBench, LongBench v2, RULER layouts), line by line."""
+    return [line for path in sorted((ROOT / "data" / "sample").rglob("*.json*")) for line in path.read_text().splitlines()]
+
+
 @pytest.fixture(scope="session")
 def bpe():
-    return train_bpe(task_texts())
+    """Trained on the synthetic tasks and the data sample: English and pseudo-words both split into pieces."""
+    return train_bpe(task_texts() + sample_texts(), vocab_size=3000)
 
 
 @pytest.fixture(scope="session")
