@@ -1,6 +1,7 @@
-"""`longbench`: LongBench's English data sets from disk, asked and scored as LongBench asks and
-scores them (Bai et al., "LongBench: A Bilingual, Multitask Benchmark for Long Context
-Understanding", 2023).
+"""`longbench`: LongBench's 16 English data sets from disk, with their authors' prompts and metrics.
+
+Asked and scored as LongBench asks and scores them (Bai et al., "LongBench: A Bilingual,
+Multitask Benchmark for Long Context Understanding", 2023).
 
 Each data set keeps its authors' prompt, generation cap and metric (`prompts/longbench.json`:
 qa_f1, rouge, classification, retrieval, count, code_sim; the first-line rule of trec, triviaqa and

@@ -1,6 +1,7 @@
-"""`longbench_v2`: LongBench v2's multiple-choice questions from disk (Bai et al., "LongBench v2:
-Towards Deeper Understanding and Reasoning on Realistic Long-context Multitasks", 2024), asked with
-its zero-shot prompt (`prompts/0shot.txt`) and scored by its answer extraction: accuracy of the
+"""`longbench_v2`: LongBench v2's multiple-choice questions from disk, with its prompt and scoring.
+
+Bai et al., "LongBench v2: Towards Deeper Understanding and Reasoning on Realistic Long-context
+Multitasks", 2024. Asked with its zero-shot prompt (`prompts/0shot.txt`) and scored by its answer extraction: accuracy of the
 letter after "The correct answer is". A record longer than the cell is cut in the middle of its
 context, as LongBench v2 cuts its prompts. `difficulty` and `lengths` select its splits (easy/hard;
 short/medium/long); records say theirs, so results can be read per split. File: `data_dir/data.json`

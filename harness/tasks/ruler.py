@@ -1,5 +1,6 @@
-"""`ruler`: RULER's prepared files from disk (Hsieh et al., "RULER: What's the Real Context Size of
-Your Long-Context Language Models?", 2024), sent and scored as RULER sends and scores them.
+"""`ruler`: RULER's prepared files from disk (already rendered prompts), sent and scored as RULER does.
+
+Hsieh et al., "RULER: What's the Real Context Size of Your Long-Context Language Models?", 2024.
 
 RULER's `prepare.py` writes, per sequence length and task, `LENGTH/data/TASK/validation.jsonl`
 lines with the prompt already rendered (`input`, in the model template chosen when preparing) and
