@@ -8,6 +8,7 @@ its point would be, never drawn as a zero.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -29,8 +30,9 @@ def plot_run(summary: pd.DataFrame, headline: dict[str, str], out_dir: Path) -> 
         part = summary[summary["task"] == task]
         if part.empty:
             continue
-        written.append(plot_against_length(part, task, metric, out_dir / f"{task}-by-length.png"))
-        written.append(plot_frontier(part, task, metric, out_dir / f"{task}-frontier.png"))
+        stem = re.sub(r"[^\w.-]", "-", task)  # `longbench/hotpotqa` names a file, not a folder
+        written.append(plot_against_length(part, task, metric, out_dir / f"{stem}-by-length.png"))
+        written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-frontier.png"))
     return written
 
 

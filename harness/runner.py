@@ -86,7 +86,7 @@ def cell_fields(suite: Suite, cell: Cell) -> dict[str, Any]:
     """What every record of a cell says about where it belongs."""
     return dict(
         suite=suite.name,
-        task=cell.task.name,
+        task=cell.task_key,
         strategy=cell.strategy.key,
         strategy_name=cell.strategy.name,
         params=dict(cell.strategy.params),
@@ -97,7 +97,7 @@ def cell_fields(suite: Suite, cell: Cell) -> dict[str, Any]:
 
 def cell_record(suite: Suite, cell: Cell, index: int, status: str, message: str) -> Record:
     """A record for an example that never ran (the cell failed, timed out, crashed or was skipped)."""
-    example_id = f"{cell.task.name}-{cell.length}-{index}"
+    example_id = f"{cell.task_key}-{cell.length}-{index}"
     return Record(**cell_fields(suite, cell), example_id=example_id, status=status, message=message)  # type: ignore[arg-type]
 
 

@@ -61,8 +61,19 @@ class PromptSpec(Frozen):
 
 class TaskSpec(Frozen):
     name: str
+    label: str | None = None
     params: dict[str, Any] = {}
     prompt: PromptSpec = PromptSpec()
+
+    @property
+    def key(self) -> str:
+        """How records and tables name this task: its label, else the task's own name for these
+        params (a data set's task names its set: `longbench/hotpotqa`)."""
+        if self.label:
+            return self.label
+        from lcbench.registry import tasks
+
+        return tasks()[self.name](**self.params).label()
 
 
 class StrategySpec(Frozen):
@@ -285,12 +296,19 @@ def plugin_problems(
     from lcbench.registry import strategies, tasks
 
     problems: list[str] = []
+    task_keys: dict[str, int] = {}
     for i, task in enumerate(task_specs):
         loc: tuple[Any, ...] = ("tasks", i)
         if task.name not in tasks():
             problems.append(locate(node, (*loc, "name"), did_you_mean(task.name, tasks(), "task")))
             continue
-        problems += params_problems(tasks()[task.name], task.params, locate(node, (*loc, "params"), "")[:-2])
+        found = params_problems(tasks()[task.name], task.params, locate(node, (*loc, "params"), "")[:-2])
+        problems += found
+        if not found:
+            if task.key in task_keys:
+                twice = f"`{task.key}` appears twice (also tasks[{task_keys[task.key]}]); give each a distinct `label`"
+                problems.append(locate(node, loc, twice))
+            task_keys.setdefault(task.key, i)
         for key in ("template", "answer_prefix"):
             text = getattr(task.prompt, key) or getattr(prompt, key)
             at = (*loc, "prompt", key) if getattr(task.prompt, key) else ("prompt", key)

@@ -206,7 +206,7 @@ def open_run_dir(suite: Suite, suite_hash: str, suite_file: str, options: RunOpt
     run_dir = new_run_dir(suite)
     env = environment(
         suite=suite.name, suite_file=suite_file, suite_hash=suite_hash, seed=suite.seed, model=suite.model,
-        models={t.name: model_label(suite, t.name) for t in suite.tasks}, device=first.device, dtype=first.dtype,
+        models={t.key: model_label(suite, t.name) for t in suite.tasks}, device=first.device, dtype=first.dtype,
     )  # fmt: skip
     write_atomic(run_dir / "env.json", json.dumps(env, indent=2))
     write_atomic(run_dir / "suite.json", suite.model_dump_json(indent=2))
@@ -236,7 +236,7 @@ def run_cells(
                 progress.advance(current)
                 progress.advance(overall)
 
-            shortest_oom = oom_at.get((cell.task.name, cell.strategy.key))
+            shortest_oom = oom_at.get((cell.task_key, cell.strategy.key))
             if options.skip_after_oom and shortest_oom is not None and cell.length > shortest_oom:
                 records = [
                     cell_record(suite, cell, i, "skipped", f"skipped (oom at {shortest_oom})") for i in range(suite.samples)
@@ -252,7 +252,7 @@ def run_cells(
                 with RecordWriter(records_path) as writer:
                     records = run_in_process(suite, loaded.model, cell, loaded.examples, writer, advance)
             if any(r.status == "oom" for r in records):
-                oom_at.setdefault((cell.task.name, cell.strategy.key), cell.length)
+                oom_at.setdefault((cell.task_key, cell.strategy.key), cell.length)
             progress.remove_task(current)
             progress.console.print(f"  {cell.title}: {summarise(records)}")
             if options.show_prompt:

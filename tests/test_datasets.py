@@ -97,9 +97,7 @@ def test_longbench_v2_prompt_choices_splits_and_answer_extraction(bpe):
     examples = task.examples(instruct(bpe, task), 64 << 10, 10, seed=0)
     assert len(examples) == len(records)
     first, record = examples[0], records[0]
-    question = QUESTION.format(
-        question=record["question"].strip(), **{c: record[f"choice_{c}"].strip() for c in "ABCD"}
-    )
+    question = QUESTION.format(question=record["question"].strip(), **{c: record[f"choice_{c}"].strip() for c in "ABCD"})
     assert first.before + first.context + first.after == TEMPLATE.format(context=record["context"].strip(), question=question)
     assert first.after.endswith('Format your response as follows: "The correct answer is (insert answer here)".')
     assert extract_answer("**The correct answer is (B)**") == "B" and extract_answer("The correct answer is C.") == "C"

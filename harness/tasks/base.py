@@ -91,6 +91,10 @@ class Task:
         """Every word the generator can emit in the plain format: the reference tokenizer covers them all."""
         return []
 
+    def label(self) -> str:
+        """How tables name this task where the suite gives no label (a data-set task names its set)."""
+        return self.name
+
     def instruction(self) -> str:
         """The instruct and chat template (a data set's own where it has one)."""
         return self.template

@@ -66,6 +66,9 @@ class LongBench(Task):
     def path(self) -> Path:
         return resolve(self.data_dir, f"{self.dataset}{'_e' if self.longbench_e else ''}.jsonl")
 
+    def label(self) -> str:
+        return f"{self.name}/{self.dataset}"
+
     def instruction(self) -> str:
         return str(self.spec["prompt"])
 

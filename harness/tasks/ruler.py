@@ -94,6 +94,9 @@ class Ruler(Task):
         if "{length}" not in self.path:
             raise ValueError(f"path must name the cell's {{length}} (RULER prepares one file per length), got {self.path!r}")
 
+    def label(self) -> str:
+        return f"{self.name}/{self.task}"
+
     def file(self, length: int) -> Path:
         return resolve(self.data_dir, self.path.format(length=length, task=self.task))
 
