@@ -1,29 +1,34 @@
-"""Where a cell runs: in this process (fast, for small runs), or in a child process of its own
-(`--isolate`) with a wall-clock limit (`--cell-timeout`) and a memory cap (`--max-memory`), so
-that a hang, an out-of-memory or a crash in one cell becomes that cell's records and the sweep
-goes on.
+"""Where cells run. An `Executor` runs one cell at a time on one device and yields the cell's
+records as its examples finish; the sweep decides which cell comes next (chains, skip-after-oom)
+and is the only writer of the run folder.
 
-One worker process loads the model and runs cell after cell; it appends records itself (one
-line at a time, synced), so a worker killed midway leaves the examples it finished, and the parent
-writes the rest of that cell as `timeout` or `error` with the reason, then starts a new worker
-for the next cell. The parent itself never loads the model.
+- `InProcess`: the model in this process (fast, for small runs).
+- `Isolated` (`--isolate`): the model in a child process of its own, with a wall-clock limit
+  (`--cell-timeout`) and a memory cap (`--max-memory`), so that a hang, an out-of-memory or a crash
+  in one cell becomes that cell's records and the sweep goes on. The child sends each record as
+  its example finishes; when it dies, the rest of the cell is recorded `timeout` or `error` with
+  the reason, and a new child serves the next cell.
+- Ray and Slurm executors (`lcbench.ray_executor`, `lcbench.slurm_executor`) spread chains of
+  cells over many devices; each holds `Isolated` executors where the work runs.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import signal
+import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lcbench.errors import UserError
 from lcbench.model import Model
 from lcbench.plan import Cell
-from lcbench.records import Record, RecordWriter, read_records
+from lcbench.records import Record
 from lcbench.runner import ExampleCache, cell_record, run_cell
 from lcbench.suite import Suite
 
@@ -34,86 +39,128 @@ class Limits:
     max_memory: int | None = None  # bytes of address space per child (setrlimit)
 
 
-def run_in_process(
-    suite: Suite, model: Model, cell: Cell, examples: ExampleCache, writer: RecordWriter, advance: Callable[[], None]
-) -> list[Record]:
-    records = []
-    for record in run_cell(suite, model, cell, examples, advance):
-        writer.write([record])
-        records.append(record)
-    return records
+def device_label(model: Model) -> tuple[str, str]:
+    """(device, GPU type): what a record says it ran on; CUDA_VISIBLE_DEVICES where a scheduler set it."""
+    device, gpu = model.device, ""
+    if device.startswith("cuda"):
+        import torch
+
+        gpu = torch.cuda.get_device_name(torch.device(device))
+        device = f"{device} {gpu}"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (f"{device} (CUDA_VISIBLE_DEVICES={visible})" if visible else device), gpu
+
+
+class Executor(ABC):
+    """Runs cells on one device. `device` and `dtype` say what it measured on."""
+
+    device: str = ""
+    dtype: str = ""
+    gpu: str = ""  # the GPU's type, where there is one
+
+    @abstractmethod
+    def run(self, cell: Cell) -> Iterator[Record]:
+        """The cell's records, one per example, as they finish; a failure is a record, never an exception."""
+
+    def close(self) -> None:
+        return None
+
+
+def stamped(records: Iterator[Record], host: str, device: str, gpu: str) -> Iterator[Record]:
+    for record in records:
+        yield replace(record, host=host, device=device, gpu=gpu)
+
+
+class InProcess(Executor):
+    """The model loaded here, once; cells run in this process."""
+
+    def __init__(self, suite: Suite, model_dir: str) -> None:
+        self.suite = suite
+        self.model = Model.load(model_dir, suite.device, suite.dtype, suite.trust_remote_code)
+        self.examples = ExampleCache(suite, self.model)
+        self.device, self.gpu = device_label(self.model)
+        self.dtype = str(next(self.model.hf_model.parameters()).dtype)
+
+    def run(self, cell: Cell) -> Iterator[Record]:
+        return stamped(
+            run_cell(self.suite, self.model, cell, self.examples, lambda: None), socket.gethostname(), self.device, self.gpu
+        )
 
 
 def _worker(suite: Suite, model_dir: str, limits: Limits, connection: Any) -> None:
-    """The worker's whole life: load the model once, cap its memory, run the cells it is sent.
-    Ctrl-C is the parent's to handle: the cell in flight finishes."""
+    """The child's whole life: load the model once, cap its memory, run the cells it is sent and
+    send back each record as its example finishes. Ctrl-C is the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    model = Model.load(model_dir, suite.device, suite.dtype, suite.trust_remote_code)
+    executor = InProcess(suite, model_dir)
     if limits.max_memory is not None:
         resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory, limits.max_memory))
-    examples = ExampleCache(suite, model)
-    connection.send(("ready", model.device, str(next(model.hf_model.parameters()).dtype)))
-    while (job := connection.recv()) is not None:
-        cell, records_path = job
-        with RecordWriter(records_path) as writer:
-            for record in run_cell(suite, model, cell, examples, lambda: connection.send(("example",))):
-                writer.write([record])
+    connection.send(("ready", executor.device, executor.dtype, executor.gpu))
+    while (cell := connection.recv()) is not None:
+        for record in executor.run(cell):
+            connection.send(("record", record))
         connection.send(("done",))
 
 
-class Worker:
-    """A spawned process that keeps the model loaded across cells, replaced when a cell kills
-    it or outruns its time. Spawned, not forked: a fork of a process that has run OpenMP (every
-    torch CPU op) or CUDA hangs or breaks in the child."""
+class Isolated(Executor):
+    """A spawned child that keeps the model loaded across cells, replaced when a cell kills it or
+    outruns its time. Spawned, not forked: a fork of a process that has run OpenMP (every torch
+    CPU op) or CUDA hangs or breaks in the child."""
 
-    def __init__(self, suite: Suite, model_dir: str, limits: Limits) -> None:
+    def __init__(self, suite: Suite, model_dir: str, limits: Limits = Limits()) -> None:
         self.suite, self.model_dir, self.limits = suite, model_dir, limits
         self.process: Any = None
         self.connection: Any = None
-        self.device, self.dtype = "", ""
+        self.start()
 
     def start(self) -> None:
         context: Any = multiprocessing.get_context("spawn")
         self.connection, child_end = context.Pipe()
-        args = (self.suite, self.model_dir, self.limits, child_end)
-        self.process = context.Process(target=_worker, args=args, daemon=True)
+        self.process = context.Process(target=_worker, args=(self.suite, self.model_dir, self.limits, child_end), daemon=True)
         self.process.start()
         child_end.close()
         try:
-            _, self.device, self.dtype = self.connection.recv()
+            _, self.device, self.dtype, self.gpu = self.connection.recv()
         except EOFError:
             self.process.join()
             raise UserError(
                 f"the isolated worker could not load the model ({crash_message(self.process.exitcode, self.limits)})"
             ) from None
 
-    def run(self, cell: Cell, records_path: Path, advance: Callable[[], None]) -> tuple[str, str]:
-        """("done", "") or (status, message) for a cell that did not finish: timeout or error."""
+    def run(self, cell: Cell) -> Iterator[Record]:
         if self.process is None or not self.process.is_alive():
             self.start()
-        self.connection.send((cell, records_path))
+        self.connection.send(cell)
         deadline = None if self.limits.cell_timeout is None else time.monotonic() + self.limits.cell_timeout
+        sent = 0
         while True:
             wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             try:
                 if self.connection.poll(wait):
                     message = self.connection.recv()
                     if message[0] == "done":
-                        return "done", ""
-                    advance()
+                        return
+                    sent += 1
+                    yield message[1]
                     continue
             except (EOFError, ConnectionError):
-                pass  # the worker is gone: its exit code says why
+                pass  # the child is gone: its exit code says why
             if not self.process.is_alive():
                 self.process.join()
-                outcome = ("error", crash_message(self.process.exitcode, self.limits))
-                self.process = None
-                return outcome
-            if deadline is not None and time.monotonic() >= deadline:
+                status, message_text = "error", crash_message(self.process.exitcode, self.limits)
+            elif deadline is not None and time.monotonic() >= deadline:
                 self.process.kill()
                 self.process.join()
-                self.process = None
-                return "timeout", f"the cell ran past --cell-timeout {self.limits.cell_timeout:g}s and was stopped"
+                status, message_text = (
+                    "timeout",
+                    f"the cell ran past --cell-timeout {self.limits.cell_timeout:g}s and was stopped",
+                )
+            else:
+                continue
+            self.process = None
+            for i in range(sent, self.suite.samples):
+                record = cell_record(self.suite, cell, i, status, message_text)
+                yield replace(record, host=socket.gethostname(), device=self.device, gpu=self.gpu)
+            return
 
     def close(self) -> None:
         if self.process is not None and self.process.is_alive():
@@ -123,20 +170,8 @@ class Worker:
                 self.process.kill()
 
 
-def run_isolated(suite: Suite, cell: Cell, worker: Worker, records_path: Path, advance: Callable[[], None]) -> list[Record]:
-    """Run `cell` in the worker; return its records, including those written here for examples
-    it never finished (the worker appends its own as it goes)."""
-    outcome, message = worker.run(cell, records_path, advance)
-    written = [r for r in read_records(records_path) if r.cell_key == cell.key]
-    missing = range(len(written), suite.samples)
-    if outcome == "done" or not missing:
-        return written
-    extra = [cell_record(suite, cell, i, outcome, message) for i in missing]
-    with RecordWriter(records_path) as writer:
-        writer.write(extra)
-    for _ in extra:
-        advance()
-    return written + extra
+def local_executor(suite: Suite, model_dir: str, isolate: bool, limits: Limits) -> Executor:
+    return Isolated(suite, model_dir, limits) if isolate else InProcess(suite, model_dir)
 
 
 def crash_message(exitcode: int | None, limits: Limits) -> str:

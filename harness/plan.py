@@ -33,6 +33,27 @@ def cell_key(suite_hash: str, task: TaskSpec, strategy: StrategySpec, length: in
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Chain:
+    """One task and one strategy over its lengths in ascending order, on one device: the unit of
+    work an executor is given. Skip-after-oom follows a chain, and a cell never spans devices."""
+
+    cells: tuple[Cell, ...]
+
+    @property
+    def cost(self) -> int:
+        """Tokens asked of the model over the chain: the longest chains go first."""
+        return sum(c.length for c in self.cells)
+
+
+def chains(cells: list[Cell]) -> list[Chain]:
+    """`cells` grouped by (task, strategy), in the order they first appear, lengths ascending."""
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.task_key, cell.strategy.key), []).append(cell)
+    return [Chain(tuple(sorted(group, key=lambda c: c.length))) for group in groups.values()]
+
+
 def plan(suite: Suite, suite_hash: str) -> list[Cell]:
     """Task-major, then length, then strategy: examples of one (task, length) are built once."""
     return [

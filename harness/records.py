@@ -21,13 +21,14 @@ PROMPTS = "prompts.jsonl"  # what the model saw, per call, for the first example
 @dataclass
 class Record:
     suite: str
-    task: str
+    task: str  # the label shown in tables (`longbench/hotpotqa`)
     strategy: str  # the label shown in tables
     strategy_name: str
     params: dict[str, Any]
     context_length: int  # requested
     example_id: str
     cell_key: str
+    task_name: str = ""  # the registered task (what `task` is an instance of)
     status: Status = "ok"
     message: str = ""
     input_tokens: int | None = None  # actual prompt length in the model's tokens
@@ -48,6 +49,9 @@ class Record:
     memory: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    host: str = ""  # the machine that ran the example
+    device: str = ""  # its device as the process saw it (CUDA_VISIBLE_DEVICES where a scheduler set it)
+    gpu: str = ""  # the GPU's type, where there is one
     raw_prediction: str = ""  # the model's output where the answer was extracted from it (else empty)
     # every call's prompt and output, for a cell's first example: written to prompts.jsonl, not here
     prompts: list[dict[str, Any]] = field(default_factory=list)

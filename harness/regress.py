@@ -15,7 +15,6 @@ Tolerances come from the suite's `regress:` section, or the command line.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pandas as pd
 from lcbench.compare import bootstrap_difference
 from lcbench.errors import UserError
 from lcbench.report import REFERENCE_STRATEGY
-from lcbench.run_dir import Cell, Run, environment_differences, shared_cells
+from lcbench.run_dir import SUITE, Cell, Run, RunDir, environment_differences, shared_cells
 from lcbench.suite import Regress
 
 
@@ -40,13 +39,10 @@ class Finding:
 
 
 def tolerances(run: Run, overrides: dict[str, float | None]) -> Regress:
-    suite_file = run.path / "suite.json"
-    base = Regress()
-    if suite_file.is_file():
-        try:
-            base = Regress(**json.loads(suite_file.read_text()).get("regress", {}))
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"`{suite_file}`: its `regress` tolerances are not valid ({exc})") from exc
+    try:
+        base = Regress(**RunDir(run.path).suite_data.get("regress", {}))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"`{run.path / SUITE}`: its `regress` tolerances are not valid ({exc})") from exc
     return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 

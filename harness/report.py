@@ -3,18 +3,20 @@ context lengths, the best of each column in bold, `full` first as the reference 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tabulate import tabulate
 
 from lcbench.plots import plot_run
-from lcbench.records import RECORDS, Record, read_records, write_atomic
-from lcbench.summary import COST, quality_metrics, summarize
+from lcbench.records import Record, write_atomic
+from lcbench.summary import COST, summarize, task_metrics
+
+if TYPE_CHECKING:
+    from lcbench.run_dir import RunDir
 
 REFERENCE_STRATEGY = "full"
 PLOTS = "plots"
@@ -69,11 +71,11 @@ def metric_table(summary: pd.DataFrame, task: str, column: str, higher_is_better
     return tabulate(rows, headers=["strategy", *map(str, lengths)], tablefmt="pipe", disable_numparse=True)
 
 
-def tables(summary: pd.DataFrame, records: Sequence[Record]) -> list[tuple[str, str]]:
+def tables(summary: pd.DataFrame) -> list[tuple[str, str]]:
     """(title, markdown table) for every quality metric of every task, then every cost figure."""
     out = []
     for task in dict.fromkeys(summary["task"]):
-        for metric in quality_metrics(summary, records, task):
+        for metric in task_metrics(summary, task):
             out.append((f"{task}: {metric} (higher is better)", metric_table(summary, task, metric, True, ".3f")))
         for column, (label, higher, fmt) in COST.items():
             if column in summary.columns:
@@ -98,13 +100,28 @@ def environment_notes(env: dict[str, Any]) -> list[str]:
     return notes
 
 
-def render_markdown(summary: pd.DataFrame, records: Sequence[Record], env: dict[str, Any], plots: Sequence[str] = ()) -> str:
+def device_notes(records: Sequence[Record]) -> list[str]:
+    """Where cells ran on more than one kind of GPU, their figures do not compare: said first."""
+    kinds: dict[str, set[tuple[str, str]]] = {}
+    for r in records:
+        if r.gpu:
+            kinds.setdefault(r.gpu, set()).add((r.task, r.strategy))
+    if len(kinds) < 2:
+        return []
+    return [
+        "**cells ran on different GPU types** ("
+        + "; ".join(f"{gpu}: {len(cells)} task-strategy pairs" for gpu, cells in sorted(kinds.items()))
+        + "): memory and speed compare only within one type"
+    ]
+
+
+def render_markdown(summary: pd.DataFrame, env: dict[str, Any], plots: Sequence[str] = (), records: Sequence[Record] = ()) -> str:
     lines = [f"# lcbench report: {env.get('suite', '')}", ""]
-    lines += [f"- {note}" for note in environment_notes(env)]
+    lines += [f"- {note}" for note in device_notes(records) + environment_notes(env)]
     lines += ["- cells that did not run show their status (oom, error, unavailable, ...) instead of a number", ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
-    for title, table in tables(summary, records):
+    for title, table in tables(summary):
         lines += [f"## {title}", "", table, ""]
     problems = summary[summary["status"] != "ok"]
     if len(problems):
@@ -115,26 +132,26 @@ def render_markdown(summary: pd.DataFrame, records: Sequence[Record], env: dict[
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path) -> pd.DataFrame:
-    """(Re)write `summary.csv` and `report.md` in `run_dir` from its records."""
-    records = list(read_records(run_dir / RECORDS))
-    env_path = run_dir / "env.json"
-    env = json.loads(env_path.read_text()) if env_path.is_file() else {}
+def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
+    """(Re)write `summary.csv` and `report.md` in the run folder `path` from its records (those
+    `run_dir` already read, where the caller has it)."""
+    from lcbench.run_dir import RunDir
+
+    folder = run_dir or RunDir(path)
+    records = folder.records()
     summary = summarize(records, strategy_order(records))
-    write_atomic(run_dir / "summary.csv", summary.to_csv(index=False))
-    headline_metrics = {
-        task: metrics[0] for task in dict.fromkeys(summary["task"]) if (metrics := quality_metrics(summary, records, task))
-    }
-    plots = plot_run(summary, headline_metrics, run_dir / PLOTS) if len(summary) else []
-    write_atomic(run_dir / "report.md", render_markdown(summary, records, env, [f"{PLOTS}/{p.name}" for p in plots]))
+    write_atomic(path / "summary.csv", summary.to_csv(index=False))
+    headline_metrics = {task: metrics[0] for task in dict.fromkeys(summary["task"]) if (metrics := task_metrics(summary, task))}
+    plots = plot_run(summary, headline_metrics, path / PLOTS) if len(summary) else []
+    write_atomic(path / "report.md", render_markdown(summary, folder.env, [f"{PLOTS}/{p.name}" for p in plots], records))
     return summary
 
 
-def headline(summary: pd.DataFrame, records: Sequence[Record]) -> str:
+def headline(summary: pd.DataFrame) -> str:
     """The table printed at the end of a run: each cell's headline quality and its cost."""
     rows = []
     for _, r in summary.iterrows():
-        metrics = quality_metrics(summary, records, r["task"])
+        metrics = task_metrics(summary, r["task"])
         quality = _cell_text(r, metrics[0], ".3f") if metrics else str(r["status"])
         rows.append(
             [r["task"], r["strategy"], r["context_length"], f"{metrics[0] if metrics else ''} {quality}".strip()]

@@ -1,10 +1,16 @@
-"""A finished run read back for comparison: its records, summary and environment, with every
-problem (missing folder, no records, a corrupt line) a clear error instead of a traceback."""
+"""The run folder and its one owner. `RunDir` creates, resumes and reads a run: its records
+(read once, appended one line at a time, synced, a torn tail repaired), the cells they finish, where
+strategies ran out of memory, `env.json` and `suite.json` (a broken one is a clear error), and the
+part files that cluster shards write and `collect` merges. `Run` is a finished run read back for
+`compare` and `regress`: records, summary and environment."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +18,131 @@ from typing import Any
 import pandas as pd
 
 from lcbench.errors import UserError
-from lcbench.records import RECORDS, Record, read_records
-from lcbench.report import strategy_order
-from lcbench.summary import quality_metrics, summarize
+from lcbench.plan import Cell as PlannedCell
+from lcbench.records import PROMPTS, RECORDS, Record, RecordWriter, read_records, write_atomic
 
-Cell = tuple[str, str, int]  # (task, strategy label, context length)
+ENV, SUITE, PARTS = "env.json", "suite.json", "parts"
+Cell = tuple[str, str, int]  # (task, strategy label, context length): how runs are compared
+
+
+class RunDir:
+    """One run folder. Records are read once and kept; every append goes through here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._records: list[Record] | None = None
+
+    @classmethod
+    def create(cls, output: Path, name: str) -> RunDir:
+        """A new folder `output/name-YYYYmmdd-HHMMSS` (a suffix where two start in one second)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path, n = output / f"{name}-{stamp}", 1
+        while path.exists():
+            n += 1
+            path = output / f"{name}-{stamp}-{n}"
+        path.mkdir(parents=True)
+        return cls(path)
+
+    @classmethod
+    def resume(cls, path: Path) -> RunDir:
+        """An existing run folder to complete: it must hold readable env.json and suite.json."""
+        run_dir = cls(path)
+        for name in (ENV, SUITE):
+            if not (path / name).is_file():
+                raise UserError(
+                    f"`{path}` has no {name}: it is not a run folder written by `lcbench run`, so it cannot be resumed"
+                )
+        run_dir.env, run_dir.suite_data  # noqa: B018 (read now: a broken file is said before anything runs)
+        return run_dir
+
+    @property
+    def records_path(self) -> Path:
+        return self.path / RECORDS
+
+    @property
+    def prompts_path(self) -> Path:
+        return self.path / PROMPTS
+
+    def _json(self, name: str) -> dict[str, Any]:
+        path = self.path / name
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise UserError(f"`{path}` is not valid JSON ({exc}); restore it, or start a new run") from None
+        if not isinstance(data, dict):
+            raise UserError(f"`{path}` is not a JSON object; restore it, or start a new run")
+        return data
+
+    @functools.cached_property
+    def env(self) -> dict[str, Any]:
+        return self._json(ENV)
+
+    @functools.cached_property
+    def suite_data(self) -> dict[str, Any]:
+        return self._json(SUITE)
+
+    def write_env(self, env: dict[str, Any]) -> None:
+        write_atomic(self.path / ENV, json.dumps(env, indent=2))
+        self.__dict__.pop("env", None)
+
+    def write_suite(self, suite_json: str) -> None:
+        write_atomic(self.path / SUITE, suite_json)
+        self.__dict__.pop("suite_data", None)
+
+    def records(self) -> list[Record]:
+        """Every record, read from disk the first time only."""
+        if self._records is None:
+            self._records = list(read_records(self.records_path)) if self.records_path.is_file() else []
+        return self._records
+
+    def append(self, records: Iterable[Record]) -> None:
+        records = list(records)
+        with RecordWriter(self.records_path) as writer:
+            writer.write(records)
+        if self._records is not None:
+            self._records += records
+
+    def keep_finished(self, cells: Sequence[PlannedCell], samples: int) -> set[str]:
+        """Keys of the cells whose records are all here. The records file is rewritten with those
+        alone (atomically): a cell cut short, or a torn last line, is dropped to be rerun."""
+        records = self.records()
+        by_cell = collections.Counter(r.cell_key for r in records)
+        planned = {c.key for c in cells}
+        done = {key for key, count in by_cell.items() if key in planned and count >= samples}
+        kept = [r for r in records if r.cell_key in done]
+        write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in kept))
+        self._records = kept
+        return done
+
+    def oom_at(self) -> dict[tuple[str, str], int]:
+        """(task, strategy) -> the shortest length that ran out of memory, in the records so far."""
+        found: dict[tuple[str, str], int] = {}
+        for r in self.records():
+            if r.status == "oom":
+                key = (r.task, r.strategy)
+                found[key] = min(found.get(key, r.context_length), r.context_length)
+        return found
+
+    def part(self, shard: str) -> Path:
+        """The records file a cluster shard appends to (merged into records.jsonl by `collect`)."""
+        (self.path / PARTS).mkdir(exist_ok=True)
+        return self.path / PARTS / f"{shard}.jsonl"
+
+    def parts(self) -> list[Path]:
+        return sorted((self.path / PARTS).glob("*.jsonl")) if (self.path / PARTS).is_dir() else []
+
+    def collect(self) -> int:
+        """Merge the shards' part files into records.jsonl, atomically; a cell already there is not
+        added again. Returns the number of records added."""
+        have = {(r.cell_key, r.example_id) for r in self.records()}
+        added = [r for part in self.parts() for r in read_records(part) if (r.cell_key, r.example_id) not in have]
+        unique = list({(r.cell_key, r.example_id): r for r in added}.values())
+        if unique:
+            write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in [*self.records(), *unique]))
+            self._records = [*self.records(), *unique]
+        return len(unique)
 
 
 @dataclass
@@ -28,21 +154,21 @@ class Run:
 
     @classmethod
     def load(cls, path: Path, what: str = "run") -> Run:
-        records_path = path / RECORDS
-        if not records_path.is_file():
+        from lcbench.report import strategy_order
+        from lcbench.summary import summarize
+
+        run_dir = RunDir(path)
+        if not run_dir.records_path.is_file():
             raise UserError(f"{what} `{path}` has no {RECORDS}; give a folder written by `lcbench run`")
         try:
-            records = list(read_records(records_path))
+            records = run_dir.records()
         except (ValueError, TypeError, KeyError) as exc:
-            raise UserError(f"{what} `{records_path}` is corrupt ({exc}); rerun it or restore it from version control") from exc
+            raise UserError(
+                f"{what} `{run_dir.records_path}` is corrupt ({exc}); rerun it or restore it from version control"
+            ) from exc
         if not records:
-            raise UserError(f"{what} `{records_path}` holds no records; the run did not get to its first example")
-        env_path = path / "env.json"
-        try:
-            env = json.loads(env_path.read_text()) if env_path.is_file() else {}
-        except ValueError as exc:
-            raise UserError(f"{what} `{env_path}` is not valid JSON ({exc})") from exc
-        return cls(path, records, summarize(records, strategy_order(records)), env)
+            raise UserError(f"{what} `{run_dir.records_path}` holds no records; the run did not get to its first example")
+        return cls(path, records, summarize(records, strategy_order(records)), run_dir.env)
 
     @property
     def suite(self) -> str:
@@ -54,7 +180,9 @@ class Run:
         return {(r["task"], r["strategy"], int(r["context_length"])): r for _, r in self.summary.iterrows()}
 
     def headline(self, task: str) -> str | None:
-        metrics = quality_metrics(self.summary, self.records, task)
+        from lcbench.summary import task_metrics
+
+        metrics = task_metrics(self.summary, task)
         return metrics[0] if metrics else None
 
     def scores(self, cell: Cell, metric: str) -> dict[str, float]:

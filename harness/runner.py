@@ -87,6 +87,7 @@ def cell_fields(suite: Suite, cell: Cell) -> dict[str, Any]:
     return dict(
         suite=suite.name,
         task=cell.task_key,
+        task_name=cell.task.name,
         strategy=cell.strategy.key,
         strategy_name=cell.strategy.name,
         params=dict(cell.strategy.params),

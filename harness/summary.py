@@ -10,6 +10,7 @@ import pandas as pd
 from lcbench.records import Record
 
 CELL = ["task", "strategy", "context_length"]
+METRIC_SEPARATOR = "|"  # the `metrics` column: the cell's metric names, headline first
 SEVERITY = ["oom", "timeout", "error", "unavailable", "skipped", "ok"]  # first present names the cell
 
 # cost columns: name -> (label, higher_is_better, format)
@@ -38,7 +39,7 @@ def corpus_scores(task: str, ok: pd.DataFrame) -> dict[str, float]:
     """The task's corpus-level metrics over the cell (e.g. corpus BLEU), where it defines any."""
     from lcbench.registry import tasks
 
-    cls = tasks().get(task)
+    cls = tasks().get(str(ok["task_name"].iloc[0]) or task)
     if cls is None:
         return {}
     return cls.corpus_scores(list(ok["prediction"]), [refs[0] for refs in ok["references"]])
@@ -55,6 +56,9 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
     if frame.empty:
         return pd.DataFrame(columns=CELL)
     metric_cols = sorted(c for c in frame.columns if c.startswith("metric."))
+    cell_records: dict[tuple[str, str, int], list[Record]] = {}
+    for r in records:
+        cell_records.setdefault((r.task, r.strategy, r.context_length), []).append(r)
     rows = []
     for (task, strategy, length), group in frame.groupby(CELL, sort=False):
         ok = group[group["status"] == "ok"]
@@ -73,6 +77,8 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
         }
         for col in metric_cols:
             row[col.removeprefix("metric.")] = ok[col].mean() if len(ok) and ok[col].notna().any() else None
+        reported = [r.metrics for r in cell_records[(task, strategy, length)] if r.status == "ok" and r.metrics]
+        row["metrics"] = METRIC_SEPARATOR.join(reported[0]) if reported else ""
         if len(ok):
             row.update(corpus_scores(task, ok))
             peak = ok["peak_mem_bytes"].dropna()
@@ -89,11 +95,10 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
     return summary.sort_values(["task", "_order", "context_length"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
-def quality_metrics(summary: pd.DataFrame, records: Sequence[Record], task: str) -> list[str]:
-    """The task's metric names, in the order the task reported them (headline first)."""
+def task_metrics(summary: pd.DataFrame, task: str) -> list[str]:
+    """The task's quality columns, in the order the task reported them (headline first), then its
+    corpus-level ones: what tables, plots and comparisons show for it."""
     rows = summary[summary["task"] == task]
     corpus = [c for c in rows.columns if c.startswith("corpus_") and rows[c].notna().any()]
-    for r in records:
-        if r.task == task and r.metrics:
-            return [m for m in r.metrics if m in summary.columns] + corpus
-    return []
+    reported = next((m for m in rows.get("metrics", pd.Series(dtype=str)) if isinstance(m, str) and m), "")
+    return [m for m in reported.split(METRIC_SEPARATOR) if m and m in summary.columns] + corpus
