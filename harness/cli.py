@@ -7,8 +7,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from lcbench.cluster import EXECUTORS
 from lcbench.errors import UserError, did_you_mean
 from lcbench.prompt import FORMATS
 
@@ -54,6 +55,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", type=Path, help="folder of the data-set tasks' files (replaces the suite's `data_dir`)")
     run.add_argument("--format", choices=FORMATS, help="prompt format of every task: plain, instruct, chat or auto")
     run.add_argument("--show-prompt", action="store_true", help="print every prompt the model read for each cell's first example")
+    run.add_argument("--models", help="several local model folders, e.g. a,b: one run folder per model")
+    cluster = run.add_argument_group("cluster", "run the chains on a Ray or Slurm cluster (extras lcbench[ray], lcbench[slurm])")
+    cluster.add_argument("--executor", choices=EXECUTORS, default="local", help="where cells run (default: this machine)")
+    cluster.add_argument("--profile", type=Path, help="execution profile: YAML with `ray:` / `slurm:` site settings")
+    cluster.add_argument("--ray-address", help="the Ray cluster to join, e.g. ray://head:10001 (default: start one here)")
+    cluster.add_argument("--slurm-partition", help="Slurm partition")
+    cluster.add_argument("--slurm-time", help="time limit per shard, minutes or HH:MM:SS")
+    cluster.add_argument("--slurm-gpus", type=int, help="GPUs per shard")
+    cluster.add_argument("--slurm-array-parallelism", type=int, help="shards running at once")
+    cluster.add_argument("--no-wait", action="store_true", help="submit and return; `lcbench collect RUN_DIR` merges later")
     run.add_argument("--out", type=Path, help="folder for the run folder (default: the suite's `output`)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="complete an interrupted run: only its missing cells run")
     run.add_argument(
@@ -71,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
         help="try longer lengths after a strategy ran out of memory",
     )
     sub.add_parser("ls", help="list strategies, tasks and suites, one line each")
+    collect = sub.add_parser("collect", help="merge a Slurm run's shards into its records and write its report")
+    collect.add_argument("run_dir", type=Path)
     validate = sub.add_parser(
         "validate",
         help="check a suite file, its data files and its prompts on the model's tokenizer; report every problem at once",
@@ -143,7 +156,8 @@ def run_options(args: argparse.Namespace, device: str) -> RunOptions:
     from lcbench.executor import Limits, default_isolation, parse_memory
     from lcbench.sweep import RunOptions
 
-    isolate = default_isolation(device) if args.isolate is None else args.isolate
+    # a cluster executor always runs cells in a child process of its own (timeouts, caps, crashes as records)
+    isolate = args.executor != "local" or (default_isolation(device) if args.isolate is None else args.isolate)
     if (args.cell_timeout is not None or args.max_memory is not None) and not isolate:
         raise UserError("--cell-timeout and --max-memory act on isolated cells; add --isolate")
     if args.cell_timeout is not None and args.cell_timeout <= 0:
@@ -154,12 +168,37 @@ def run_options(args: argparse.Namespace, device: str) -> RunOptions:
             max_memory = parse_memory(args.max_memory)
         except ValueError:
             raise UserError(f"--max-memory: `{args.max_memory}` is not a size; write e.g. 8G or 512M") from None
-    return RunOptions(isolate, Limits(args.cell_timeout, max_memory), args.skip_after_oom, args.resume, args.show_prompt)
+    return RunOptions(
+        isolate, Limits(args.cell_timeout, max_memory), args.skip_after_oom, args.resume, args.show_prompt,
+        args.executor, cluster_settings(args),
+    )  # fmt: skip
+
+
+def cluster_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The executor's site settings: the profile's section, then the flags over it."""
+    from lcbench.cluster import read_profile
+
+    if args.executor == "local":
+        if args.profile is not None or args.no_wait:
+            raise UserError("--profile and --no-wait act on a cluster; add --executor ray or --executor slurm")
+        return {}
+    settings = read_profile(args.profile, args.executor) if args.profile is not None else {}
+    flags = {
+        "address": args.ray_address,
+        "partition": args.slurm_partition,
+        "time": args.slurm_time,
+        "gpus": args.slurm_gpus,
+        "array_parallelism": args.slurm_array_parallelism,
+    }
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if args.no_wait:
+        settings["wait"] = False
+    return settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lcbench.preflight import preflight
-    from lcbench.suite import read_yaml, suite_hash, validate
+    from lcbench.suite import read_yaml, validate
     from lcbench.sweep import check_resumable, run_suite
 
     if args.limit is not None and args.limit <= 0:
@@ -175,6 +214,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.suite is None:
         raise UserError("give a suite file, e.g. `lcbench run suites/mt.yaml`, or --resume RUN_DIR")
     data, node, text = read_yaml(args.suite)
+    if args.models is None:
+        return run_one(args, data, node, text)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.model is not None or not models:
+        raise UserError("give either --model PATH or --models a,b (several local model folders)")
+    status = 0
+    for model in models:  # one run folder per model: resume, report, compare and regress see ordinary runs
+        args.model = model
+        status = max(status, run_one(args, dict(data), node, text))
+    return status
+
+
+def run_one(args: argparse.Namespace, data: dict[str, Any], node: Any, text: str) -> int:
+    from lcbench.preflight import preflight
+    from lcbench.suite import suite_hash, validate
+    from lcbench.sweep import run_suite
+
     data = {**data, **{k: v for k, v in overrides(args).items() if v is not None}}
     if args.strategies:
         data["strategies"] = select(data, args.strategies)
@@ -230,6 +286,18 @@ def suite_comment(path: Path) -> str:
     return ""
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from lcbench.cluster import engine
+    from lcbench.run_dir import RunDir
+    from lcbench.sweep import finish
+
+    run_dir = RunDir.resume(args.run_dir)
+    added = engine("slurm").collect_run(run_dir)
+    print(f"collected {added} records into {run_dir.records_path}")
+    finish(run_dir, completed=True)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from lcbench.report import write_report
 
@@ -272,6 +340,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "ls": cmd_ls,
     "report": cmd_report,
+    "collect": cmd_collect,
     "compare": cmd_compare,
     "regress": cmd_regress,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -103,3 +104,19 @@ def test_help_carries_examples(capsys):
 
 def test_report_of_missing_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_cluster_executor_without_its_extra_names_the_pip_command(suite_file, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if `lcbench[slurm]` were not installed
+    assert main(["run", str(suite_file()), "--executor", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'lcbench[slurm]'" in err and "Traceback" not in err
+
+
+def test_an_execution_profile_is_checked_and_stays_out_of_the_suite(suite_file, tmp_path, capsys):
+    profile = tmp_path / "site.yaml"
+    profile.write_text("slurm: {partition: gpu, acount: x}\n")
+    assert main(["run", str(suite_file()), "--executor", "slurm", "--profile", str(profile)]) == 2
+    assert "unknown slurm setting acount" in capsys.readouterr().err
+    assert main(["run", str(suite_file()), "--profile", str(profile)]) == 2
+    assert "add --executor ray or --executor slurm" in capsys.readouterr().err

@@ -1,0 +1,169 @@
+"""`--executor ray`: chains over a Ray cluster, one actor per GPU.
+
+Each actor holds `Isolated` executors (one per model folder, loaded once per actor), so a cell's
+timeout, memory cap and crash-as-record behave as on one machine. The driver hands the longest
+chains first to idle actors and feeds each actor its chain cell by cell, so skip-after-oom is the
+sweep's filter here too, and writes every record itself. Ray's own retries are off (they would
+retry a cell killed for memory without limit); a lost actor (a dead node, a killed process) has the
+rest of its chain rerun once on a fresh actor, then recorded `error` naming the host it was on.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from lcbench.executor import Isolated, Limits
+from lcbench.plan import Cell, Chain
+from lcbench.records import Record
+from lcbench.run_dir import RunDir
+from lcbench.runner import cell_record
+from lcbench.suite import Suite
+from lcbench.sweep import RunOptions, Skips, chain_model, interruptible, progress_bar, show_prompts, summarise
+
+
+class CellRunner:
+    """The actor: one device's worth of work, one cell at a time."""
+
+    def __init__(self, suite: Suite, limits: Limits) -> None:
+        self.suite, self.limits = suite, limits
+        self.executors: dict[str, Isolated] = {}
+
+    def where(self) -> str:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return socket.gethostname() + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else "")
+
+    def run(self, cell: Cell, model_dir: str) -> list[Record]:
+        if model_dir not in self.executors:
+            self.executors[model_dir] = Isolated(self.suite, model_dir, self.limits)
+        return list(self.executors[model_dir].run(cell))
+
+
+@dataclass
+class Work:
+    """A chain in progress: the cells still to run and whether it already lost an actor."""
+
+    chain: Chain
+    cells: collections.deque[Cell] = field(default_factory=collections.deque)
+    retried: bool = False
+
+
+@dataclass
+class Slot:
+    actor: Any
+    host: str
+    work: Work | None = None
+
+
+def connect(options: RunOptions) -> bool:
+    """Join the cluster at `address` (or start one of this machine alone); True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = options.cluster.get("address")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def actor_count(options: RunOptions) -> tuple[int, dict[str, float]]:
+    """How many actors and what each asks for: one per GPU where the cluster has GPUs, else one
+    per `cpus_per_actor` CPUs. CPUs are asked for explicitly, so that torch keeps its threads."""
+    import ray
+
+    resources = ray.cluster_resources()
+    cpus = float(options.cluster.get("cpus_per_actor", 1))
+    gpus = int(resources.get("GPU", 0))
+    wanted = options.cluster.get("actors")
+    if gpus:
+        return int(wanted or gpus), {"num_gpus": 1, "num_cpus": cpus}
+    return int(wanted or max(1, int(resources.get("CPU", 1) // cpus))), {"num_gpus": 0, "num_cpus": cpus}
+
+
+def run_chains(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, options: RunOptions, console: Console) -> bool:
+    """Run `todo` over the cluster; False if Ctrl-C stopped it early (cells in flight finish)."""
+    import ray
+
+    started = connect(options)
+    try:
+        return drive(suite, todo, run_dir, skips, options, console)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def drive(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, options: RunOptions, console: Console) -> bool:
+    import ray
+
+    count, resources = actor_count(options)
+    remote: Any = ray.remote(max_restarts=0, max_task_retries=0, **resources)(CellRunner)  # type: ignore[call-overload]
+
+    def new_slot() -> Slot:
+        actor = remote.remote(suite, options.limits)
+        return Slot(actor, ray.get(actor.where.remote()))
+
+    queue = collections.deque(Work(c, collections.deque(c.cells)) for c in sorted(todo, key=lambda c: -c.cost))
+    slots = [new_slot() for _ in range(min(count, len(queue)))]
+    running: dict[Any, tuple[Slot, Cell]] = {}
+    with interruptible() as interrupt, progress_bar(console) as progress:
+        overall = progress.add_task(
+            f"all cells on {len(slots)} Ray actors", total=sum(len(c.cells) for c in todo) * suite.samples
+        )
+
+        def record(cell: Cell, records: list[Record]) -> None:
+            run_dir.append(records)
+            skips.saw(cell, records)
+            progress.advance(overall, suite.samples)
+            progress.console.print(f"  {cell.title}: {summarise(records)}")
+            if options.show_prompt:
+                show_prompts(progress.console, run_dir, cell)
+
+        def feed(slot: Slot) -> None:
+            """Give `slot` its chain's next cell to run (writing skipped ones), or a new chain."""
+            while not interrupt.requested:
+                if slot.work is None or not slot.work.cells:
+                    slot.work = queue.popleft() if queue else None
+                    if slot.work is None:
+                        return
+                cell = slot.work.cells.popleft()
+                skipped = skips.records(cell)
+                if skipped is not None:
+                    record(cell, skipped)
+                    continue
+                running[slot.actor.run.remote(cell, chain_model(suite, slot.work.chain))] = (slot, cell)
+                return
+
+        for slot in slots:
+            feed(slot)
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            for ref in done:
+                slot, cell = running.pop(ref)
+                try:
+                    record(cell, ray.get(ref))
+                except ray.exceptions.RayActorError as exc:  # the actor is gone: its chain reruns once elsewhere
+                    lost(slot, cell, exc, queue, record, suite)
+                    slots[slots.index(slot)] = slot = new_slot()
+                feed(slot)
+    return not interrupt.requested and not queue
+
+
+def lost(slot: Slot, cell: Cell, exc: Exception, queue: collections.deque[Work], record: Any, suite: Suite) -> None:
+    work = slot.work
+    assert work is not None
+    rest = collections.deque([cell, *work.cells])
+    if not work.retried:
+        queue.appendleft(Work(work.chain, rest, retried=True))
+    else:
+        reason = f"the Ray actor on {slot.host} was lost twice running this chain ({type(exc).__name__})"
+        for each in rest:
+            record(each, [cell_record(suite, each, i, "error", reason) for i in range(suite.samples)])
+    slot.work = None
