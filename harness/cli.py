@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -272,10 +273,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def describe(cls: type) -> str:
-    """The first sentence of a plugin's module docstring (one plugin per file), else its class's."""
+    """The first sentence of a plugin's module docstring (one plugin per file), else its class's,
+    whole even where it runs over several lines."""
     module = sys.modules.get(cls.__module__)
     doc = (module.__doc__ if module else None) or cls.__doc__ or ""
-    return doc.strip().split("\n", 1)[0]
+    paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split())
+    return re.split(r"(?<=[.!?])\s(?=[A-Z`])", paragraph, maxsplit=1)[0]
 
 
 def suite_comment(path: Path) -> str:

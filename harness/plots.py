@@ -46,10 +46,9 @@ def plot_against_length(part: pd.DataFrame, task: str, metric: str, path: Path) 
         for i, (strategy, rows) in enumerate(part.groupby("strategy", sort=False)):
             rows = rows.sort_values("context_length")
             good = rows[(rows["status"] == "ok") & rows[column].notna()] if column in rows else rows.iloc[0:0]
-            line = ax.plot(good["context_length"], good[column], marker=MARKERS[i % len(MARKERS)], color=f"C{i}", label=strategy)[
-                0
-            ]
-            mark_failures(ax, rows, column, line.get_color())
+            label = strategy + failures(rows)
+            line = ax.plot(good["context_length"], good[column], marker=MARKERS[i % len(MARKERS)], color=f"C{i}", label=label)[0]
+            mark_failures(ax, rows, line.get_color())
         ax.set_xscale("log", base=2)
         ax.set_xlabel("context length (tokens)")
         ax.set_title(title)
@@ -63,23 +62,24 @@ def plot_against_length(part: pd.DataFrame, task: str, metric: str, path: Path) 
     return save(fig, path)
 
 
-def mark_failures(ax: object, rows: pd.DataFrame, column: str, color: str) -> None:
-    """An 'x' with the status at the bottom of the panel for each cell that did not run."""
+def failures(rows: pd.DataFrame) -> str:
+    """` (unavailable at 256, 1024)`: what a strategy's legend entry says of its cells that did not run."""
+    failed = rows[rows["status"] != "ok"]
+    by_status = {status: ", ".join(str(int(x)) for x in group["context_length"]) for status, group in failed.groupby("status")}
+    return "".join(f" ({status} at {lengths})" for status, lengths in by_status.items())
+
+
+def mark_failures(ax: object, rows: pd.DataFrame, color: str) -> None:
+    """An 'x' on the top edge of the panel at each length where the strategy's cell did not run
+    (its legend entry says why): clear of the data, the axis labels and the other marks' text."""
     import matplotlib.pyplot as plt
 
     failed = rows[rows["status"] != "ok"]
     axis = ax if isinstance(ax, plt.Axes) else None
     if axis is None or failed.empty:
         return
-    for _, r in failed.iterrows():
-        axis.annotate(
-            f"x {r['status']}",
-            (r["context_length"], 0.02),
-            xycoords=("data", "axes fraction"),
-            color=color,
-            fontsize=8,
-            ha="center",
-        )
+    top = [1.0] * len(failed)
+    axis.plot(failed["context_length"], top, "x", color=color, transform=axis.get_xaxis_transform(), clip_on=False, markersize=7)
 
 
 def plot_frontier(part: pd.DataFrame, task: str, metric: str, path: Path) -> Path:

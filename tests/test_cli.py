@@ -94,6 +94,9 @@ def test_ls_lists_strategies_tasks_suites(capsys):
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
     assert "strategy  full" in out and "strategy  truncation" in out and "task      needle" in out
+    for line in out.splitlines():
+        if line.startswith(("strategy", "task")):
+            assert line.rstrip().endswith("."), line  # the first sentence, whole
 
 
 def test_help_carries_examples(capsys):

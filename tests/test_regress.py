@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from lcbench import runner
 from lcbench.cli import main
 from lcbench.compare import bootstrap_difference
 from lcbench.strategies.truncation import Truncation
@@ -44,13 +45,25 @@ def test_gate_passes_on_the_real_strategies(baseline, suite_file, tmp_path, caps
     assert "no regression" in capsys.readouterr().out
 
 
+class Clock:
+    """The runner's clock with a settable lag: a strategy's added cost is exact, not slept."""
+
+    def __init__(self) -> None:
+        self.lag = 0.0
+
+    def perf_counter(self) -> float:
+        return time.perf_counter() + self.lag
+
+
 def test_gate_trips_on_a_slowed_strategy(baseline, suite_file, tmp_path, capsys, monkeypatch):
     real_run = Truncation.run
+    clock = Clock()
 
     def slowed(self, model, example):
-        time.sleep(1.0)  # far beyond any noise in the ratio to full on a busy machine
+        clock.lag += 1.0  # one second more per example, far beyond any noise in the ratio to full
         return real_run(self, model, example)
 
+    monkeypatch.setattr(runner, "time", clock)
     monkeypatch.setattr(Truncation, "run", slowed)
     run = run_suite(suite_file, tmp_path, "slow", "measure: {warmup: 1, repeats: 1}\n")
     assert main(["regress", "--baseline", baseline, "--run", run, *LOOSE]) == 1
