@@ -123,3 +123,23 @@ def test_an_execution_profile_is_checked_and_stays_out_of_the_suite(suite_file, 
     assert "unknown slurm setting acount" in capsys.readouterr().err
     assert main(["run", str(suite_file()), "--profile", str(profile)]) == 2
     assert "add --executor ray or --executor slurm" in capsys.readouterr().err
+
+
+def test_the_report_warns_when_cells_ran_on_different_gpu_types():
+    from lcbench.records import Record
+    from lcbench.report import device_notes
+
+    def record(strategy: str, gpu: str) -> Record:
+        return Record("s", "needle", strategy, strategy, {}, 1024, "e", "k", gpu=gpu, host="h", device=f"cuda:0 {gpu}")
+
+    assert device_notes([record("full", "NVIDIA H200"), record("sparse", "NVIDIA H200")]) == []
+    (note,) = device_notes([record("full", "NVIDIA H200"), record("sparse", "NVIDIA A100")])
+    assert "different GPU types" in note and "NVIDIA A100" in note and "NVIDIA H200" in note
+
+
+def test_several_models_give_one_run_folder_each(suite_file, tiny_dirs, tmp_path):
+    models = f"{tiny_dirs['llama']},{tiny_dirs['qwen2']}"
+    assert main(["run", str(suite_file()), "--models", models, "--lengths", "64", "--out", str(tmp_path / "out")]) == 0
+    runs = sorted((tmp_path / "out").iterdir())
+    assert len(runs) == 2
+    assert sorted(json.loads((r / "env.json").read_text())["model"] for r in runs) == sorted(models.split(","))
