@@ -65,8 +65,10 @@ def run_on_cluster(suite: Suite, suite_hash: str, suite_file: str, console: Cons
     from lcbench.sweep import finish, open_run_dir, pending
 
     module = engine(options.executor)
+    if hasattr(module, "check_settings"):  # said before a run folder exists
+        module.check_settings(suite, options)
     run_dir, suite_hash = open_run_dir(suite, suite_hash, suite_file, options, device=options.executor, dtype=suite.dtype)
     todo, skips = pending(suite, suite_hash, run_dir, options, console)
     completed = module.run_chains(suite, todo, run_dir, skips, options, console)
-    finish(run_dir, completed)
+    finish(run_dir, completed, pending_jobs=not completed and options.cluster.get("wait") is False)
     return run_dir.path, completed

@@ -53,8 +53,8 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> float | None:
 def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> pd.DataFrame:
     """One row per cell. Throughput is total tokens / total seconds over the cell's examples."""
     frame = records_frame(records)
-    if frame.empty:
-        return pd.DataFrame(columns=CELL)
+    if frame.empty:  # a run with no records yet (a cluster's jobs still queued): an empty table
+        return pd.DataFrame(columns=[*CELL, "status", "n", "n_ok", "message", "metrics"])
     metric_cols = sorted(c for c in frame.columns if c.startswith("metric."))
     cell_records: dict[tuple[str, str, int], list[Record]] = {}
     for r in records:

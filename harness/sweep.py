@@ -149,11 +149,15 @@ def pending(suite: Suite, suite_hash: str, run_dir: RunDir, options: RunOptions,
     return chains([c for c in cells if c.key not in done]), Skips(suite, run_dir.oom_at(), options.skip_after_oom)
 
 
-def finish(run_dir: RunDir, completed: bool) -> None:
+def finish(run_dir: RunDir, completed: bool, pending_jobs: bool = False) -> None:
+    """Write the report and say where it is; how to finish a run that stopped early, or whose
+    cluster jobs are still running (`pending_jobs`)."""
     summary = write_report(run_dir.path, run_dir)
     print(headline(summary))
     print(f"\nresults in {run_dir.path}/ (records.jsonl, summary.csv, report.md, env.json)")
-    if not completed:
+    if pending_jobs:
+        print(f"jobs still running: the report covers the cells collected; merge the rest with `lcbench collect {run_dir.path}`")
+    elif not completed:
         print(f"interrupted: the report covers the cells that ran; resume with `lcbench run --resume {run_dir.path}`")
 
 
