@@ -131,7 +131,8 @@ class RunDir:
         return self.path / PARTS / f"{shard}.jsonl"
 
     def parts(self) -> list[Path]:
-        return sorted((self.path / PARTS).glob("*.jsonl")) if (self.path / PARTS).is_dir() else []
+        found = sorted((self.path / PARTS).glob("*.jsonl")) if (self.path / PARTS).is_dir() else []
+        return [p for p in found if p.name != PROMPTS]  # a part's prompts are not records
 
     def collect(self) -> int:
         """Merge the shards' part files into records.jsonl, atomically; a cell already there is not
