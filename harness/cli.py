@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -199,16 +198,16 @@ def cluster_settings(args: argparse.Namespace) -> dict[str, object]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lcbench.preflight import preflight
+    from lcbench.run_dir import RunDir
     from lcbench.suite import read_yaml, validate
-    from lcbench.sweep import check_resumable, run_suite
+    from lcbench.sweep import run_suite
 
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive number of examples, got {args.limit}")
     if args.resume is not None:
         if args.suite is not None:
             raise UserError("give either a suite file or --resume RUN_DIR (the run folder holds its suite)")
-        check_resumable(args.resume)
-        suite = validate(json.loads((args.resume / "suite.json").read_text()), None, str(args.resume / "suite.json"))
+        suite = validate(RunDir.resume(args.resume).suite_data, None, str(args.resume / "suite.json"))
         preflight(suite)
         _, completed = run_suite(suite, "", str(args.resume / "suite.json"), options=run_options(args, suite.device))
         return 0 if completed else 130

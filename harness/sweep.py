@@ -274,7 +274,3 @@ def summarise(records: list[Record]) -> str:
     ok = counts.pop("ok", 0)
     rest = ", ".join(f"{n} {status}" for status, n in counts.items())
     return f"{ok}/{len(records)} ok" + (f" ({rest})" if rest else "")
-
-
-def check_resumable(run_dir: Path) -> None:
-    RunDir.resume(run_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from lcbench.cli import main
 from test_reliability import FAULTS_MODULE, THREE_STRATEGIES, address_space_now, comparable, records_of
 
@@ -71,8 +72,8 @@ def ray_run(path: Path, out: Path, *extra: str) -> int:
     return main(["run", str(path), "--executor", "ray", "--ray-address", "auto", "--out", str(out), *extra])
 
 
-def test_ray_records_equal_in_process_ones_and_each_actor_saw_its_own_device(cluster, suite_file, tmp_path):
-    path = suite_file("samples: 2\n", THREE_STRATEGIES)
+def test_ray_runs_the_ci_suite_to_the_in_process_records_and_each_actor_saw_its_own_device(cluster, tmp_path):
+    path = ROOT / "suites" / "ci.yaml"
     assert main(["run", str(path), "--out", str(tmp_path / "here")]) == 0
     assert ray_run(path, tmp_path / "ray") == 0
     here, there = records_of(tmp_path / "here"), records_of(tmp_path / "ray")

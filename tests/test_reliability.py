@@ -248,3 +248,14 @@ def test_an_isolated_run_on_a_bad_model_folder_says_why_and_leaves_nothing(suite
     err = capsys.readouterr().err
     assert "has no weights" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["env.json", "suite.json"])
+def test_a_broken_run_folder_is_a_clear_error_not_a_traceback(name, suite_file, tmp_path, capsys):
+    assert main(["run", str(suite_file()), "--lengths", "64", "--out", str(tmp_path / "out")]) == 0
+    (run_dir,) = (tmp_path / "out").iterdir()
+    (run_dir / name).write_text("{ not json")
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "not valid JSON" in err and "Traceback" not in err
