@@ -12,7 +12,7 @@ import inspect
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,18 @@ class Generation:
     prefill_s: float  # time to first token
     decode_s: float  # the remaining new_tokens - 1 steps
     logprob: float = 0.0  # sum of the chosen tokens' log-probabilities: the model's confidence
+    kv_peak_bytes: int = 0  # the KV cache's own size at its largest during this call
+    kv_decode_bytes: int = 0  # its size at the last decode step
+
+
+def cache_bytes(cache: Any) -> int:
+    """The bytes a KV cache's tensors hold (keys and values of every layer)."""
+    total = 0
+    for layer in getattr(cache, "layers", ()):
+        for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if tensor is not None and hasattr(tensor, "nbytes"):
+                total += int(tensor.nbytes)
+    return total
 
 
 def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:
@@ -192,11 +204,21 @@ class Model:
         finally:
             self._kept = None
 
-    def generate(self, prompt: list[int], max_new_tokens: int, cache: Any | None = None, prefill_chunk: int = 0) -> Generation:
+    def generate(
+        self,
+        prompt: list[int],
+        max_new_tokens: int,
+        cache: Any | None = None,
+        prefill_chunk: int = 0,
+        compress_at: int = 0,
+        compress: Callable[[], None] | None = None,
+    ) -> Generation:
         """Greedy decoding: a prefill over `prompt`, then one token at a time from the cache
         (`cache`, empty, where a strategy brings its own, e.g. a bounded one). A `prefill_chunk`
         feeds the prompt that many tokens per forward call: with a bounded cache, prefill memory
-        then stays flat in the prompt length."""
+        then stays flat in the prompt length. `compress` runs once the first `compress_at` tokens
+        are in the cache (a KV compression method: after the context, before the question), and
+        counts as prefill time."""
         import torch
 
         if not prompt:
@@ -204,11 +226,21 @@ class Model:
         with torch.inference_mode():
             synchronize(self.device)
             start = time.perf_counter()
-            cache = {self._cache_keyword: self.new_cache() if cache is None else cache}  # filled in place by every call
+            kv = self.new_cache() if cache is None else cache
+            cache = {self._cache_keyword: kv}  # filled in place by every call
             step_size = prefill_chunk if prefill_chunk > 0 else len(prompt)
-            for begin in range(0, len(prompt), step_size):
-                ids = torch.tensor([prompt[begin : begin + step_size]], device=self.device)
+            cuts = sorted(
+                {*range(step_size, len(prompt), step_size), len(prompt)}
+                | ({compress_at} if 0 < compress_at < len(prompt) else set())
+            )
+            begin, peak = 0, 0
+            for end_at in cuts:
+                ids = torch.tensor([prompt[begin:end_at]], device=self.device)
                 out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
+                peak = max(peak, cache_bytes(kv))
+                if compress is not None and end_at == (compress_at or len(prompt)):
+                    compress()
+                begin = end_at
             token, logprob = greedy(out.logits[0, -1])
             synchronize(self.device)
             first = time.perf_counter()
@@ -221,8 +253,18 @@ class Model:
                 new.append(token)
             synchronize(self.device)
             end = time.perf_counter()
+            decode_bytes = cache_bytes(kv)
         text_ids = [t for t in new if t not in self.eos_ids]
-        generation = Generation(self.decode(text_ids), len(prompt), len(new), first - start, end - first, logprob)
+        generation = Generation(
+            self.decode(text_ids),
+            len(prompt),
+            len(new),
+            first - start,
+            end - first,
+            logprob,
+            max(peak, decode_bytes),
+            decode_bytes,
+        )
         if self._kept is not None:
             self._kept.append((list(prompt), generation))
         return generation

@@ -46,6 +46,8 @@ class Record:
     latency_spread: float | None = None  # (max - min) / median over repeats
     repeats: int = 0
     peak_mem_bytes: int | None = None
+    kv_peak_bytes: int | None = None  # the KV cache's own bytes: its largest over the example's calls
+    kv_decode_bytes: int | None = None  # and while decoding (what a compressed or bounded cache keeps)
     memory: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -166,6 +166,7 @@ def measure_example(
     usage = first.usage
     record.calls, record.prefill_tokens, record.decode_tokens = usage.calls, usage.prefill_tokens, usage.decode_tokens
     record.max_call_tokens = usage.max_call_tokens
+    record.kv_peak_bytes, record.kv_decode_bytes = usage.kv_peak_bytes, usage.kv_decode_bytes
     record.prefill_s = statistics.median(p.usage.prefill_s for p, _ in runs)
     record.decode_s = statistics.median(p.usage.decode_s for p, _ in runs)
     latencies = [t for _, t in runs]

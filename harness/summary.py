@@ -16,6 +16,7 @@ SEVERITY = ["oom", "timeout", "error", "unavailable", "skipped", "ok"]  # first 
 # cost columns: name -> (label, higher_is_better, format)
 COST = {
     "peak_mem_mb": ("peak memory (MB)", False, ".1f"),
+    "kv_decode_mb": ("KV cache at decode (MB)", False, ".2f"),
     "prefill_tok_s": ("prefill tok/s", True, ".0f"),
     "decode_tok_s": ("decode tok/s", True, ".1f"),
     "latency_s": ("latency (s)", False, ".3f"),
@@ -83,6 +84,9 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
             row.update(corpus_scores(task, ok))
             peak = ok["peak_mem_bytes"].dropna()
             row["peak_mem_mb"] = peak.max() / 2**20 if len(peak) else None
+            for column in ("kv_peak", "kv_decode"):
+                kv = ok[f"{column}_bytes"].dropna()
+                row[f"{column}_mb"] = kv.max() / 2**20 if len(kv) and kv.max() > 0 else None
             row["prefill_tok_s"] = _ratio(ok["prefill_tokens"], ok["prefill_s"])
             row["decode_tok_s"] = _ratio(ok["decode_steps"], ok["decode_s"])
             row["latency_s"] = ok["latency_s"].mean()

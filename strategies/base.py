@@ -27,6 +27,8 @@ class Usage:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     max_call_tokens: int = 0  # the largest prompt one call attended to: what a budget bounds
+    kv_peak_bytes: int = 0  # the largest KV cache any call held
+    kv_decode_bytes: int = 0  # the largest KV cache any call decoded from
 
     @classmethod
     def of(cls, generation: Generation) -> Usage:
@@ -37,6 +39,8 @@ class Usage:
             prefill_s=generation.prefill_s,
             decode_s=generation.decode_s,
             max_call_tokens=generation.prompt_tokens,
+            kv_peak_bytes=generation.kv_peak_bytes,
+            kv_decode_bytes=generation.kv_decode_bytes,
         )
 
     def __add__(self, other: Usage) -> Usage:
@@ -47,6 +51,8 @@ class Usage:
             prefill_s=self.prefill_s + other.prefill_s,
             decode_s=self.decode_s + other.decode_s,
             max_call_tokens=max(self.max_call_tokens, other.max_call_tokens),
+            kv_peak_bytes=max(self.kv_peak_bytes, other.kv_peak_bytes),
+            kv_decode_bytes=max(self.kv_decode_bytes, other.kv_decode_bytes),
         )
 
 

@@ -1,0 +1,92 @@
+"""`kv_compression`: the whole input, then a KV cache cut to a budget by a compression method
+(SnapKV, H2O, TOVA, key-norm, StreamingLLM's sinks + recent), as kvpress's presses do.
+
+The context is prefilled and scored, each layer keeps its budget of positions per KV head, and the
+question is then read against the compressed cache (kvpress's question-agnostic setting);
+`question_aware: true` compresses after the question instead (SnapKV's own setting). H2O and TOVA
+also evict one position per decode step, so their cache never grows past the budget. The budget is
+`compression_ratio` (the share of the prompt's cache dropped) or `kv_budget` tokens per head and
+layer, spread evenly or as a PyramidKV taper (`schedule: pyramid`). Records carry the KV cache's
+own bytes, at its peak (the uncompressed prefill) and while decoding.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lcbench.errors import did_you_mean
+from lcbench.kv_compression import METHODS, CompressedCache, KvCall, kv_call, layer_budgets, register
+from lcbench.model import Model
+from lcbench.strategies.base import Prediction, Strategy, Usage, framed
+from lcbench.tasks.base import Example
+
+
+@dataclass
+class KvCompression(Strategy):
+    name: ClassVar[str] = "kv_compression"
+    level: ClassVar = "attention"
+
+    method: str = "snapkv"
+    compression_ratio: float | None = 0.5  # share of the cached prompt dropped, in [0, 1)
+    kv_budget: int | None = None  # or: positions kept per KV head and layer (replaces the ratio)
+    schedule: str = "uniform"  # uniform, or pyramid (PyramidKV: 1.5x the budget at the bottom layer to 0.5x at the top)
+    window: int = 64  # snapkv: observation window; h2o: recent positions always kept
+    kernel: int = 5  # snapkv: pooling width along positions (odd)
+    sinks: int = 4  # streaming: first positions always kept
+    question_aware: bool = False  # compress after the question (SnapKV's setting), not before it
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(did_you_mean(self.method, METHODS, "method"))
+        if self.kv_budget is not None:
+            if self.kv_budget <= 0:
+                raise ValueError(f"kv_budget must be a positive number of positions, got {self.kv_budget}")
+            self.compression_ratio = None
+        elif self.compression_ratio is None or not 0.0 <= self.compression_ratio < 1.0:
+            raise ValueError(f"compression_ratio must be in [0, 1) (0 keeps everything), got {self.compression_ratio}")
+        if self.schedule not in ("uniform", "pyramid"):
+            raise ValueError(f"schedule must be uniform or pyramid, got {self.schedule!r}")
+        if self.window < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.sinks < 0:
+            raise ValueError(
+                f"window must be >= 1, kernel odd and >= 1, sinks >= 0; got {self.window}, {self.kernel}, {self.sinks}"
+            )
+
+    def problems(self, context_lengths: Sequence[int]) -> list[str]:
+        if self.kv_budget is not None and context_lengths and self.kv_budget >= max(context_lengths):
+            return [f"kv_budget {self.kv_budget} holds every context length (max {max(context_lengths)}): nothing is compressed"]
+        return []
+
+    def unavailable_reason(self, model: Model) -> str | None:
+        if not getattr(model.hf_model, "_supports_attention_backend", False):
+            return f"{type(model.hf_model).__name__} does not route attention through transformers' AttentionInterface"
+        return None
+
+    def budget(self, tokens: int) -> int:
+        if self.kv_budget is not None:
+            return self.kv_budget
+        assert self.compression_ratio is not None
+        if self.compression_ratio == 0.0:
+            return sys.maxsize  # nothing dropped, not even while decoding: the cache of `full`
+        return max(1, math.floor(tokens * (1.0 - self.compression_ratio)))
+
+    def run(self, model: Model, example: Example) -> Prediction:
+        frame, context = framed(model, example), model.encode(example.context)
+        head = frame.before + context
+        prompt = frame(context)
+        layers = model.hf_model.config.get_text_config().num_hidden_layers
+        scored = len(prompt) if self.question_aware else len(head)
+        cache = CompressedCache(layers)
+        call = KvCall(
+            self.method, layer_budgets(self.budget(scored), layers, self.schedule), cache, self.window, self.kernel, self.sinks
+        )
+        with kv_call(call), model.attention(register()):
+            generation = model.generate(
+                prompt, example.max_new_tokens(len(context)), cache=cache, compress_at=scored, compress=call.compress
+            )
+        kept = sum(cache.layer(i).kept() for i in range(layers)) / layers
+        extra = {"kv_kept_tokens": round(kept, 1), "kv_evicted": float(call.evicted)}
+        return Prediction(generation.text, Usage.of(generation), extra=extra)
