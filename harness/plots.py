@@ -33,6 +33,8 @@ def plot_run(summary: pd.DataFrame, headline: dict[str, str], out_dir: Path) -> 
         stem = re.sub(r"[^\w.-]", "-", task)  # `longbench/hotpotqa` names a file, not a folder
         written.append(plot_against_length(part, task, metric, out_dir / f"{stem}-by-length.png"))
         written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-frontier.png"))
+        if "kv_decode_mb" in part and part["kv_decode_mb"].notna().any():  # the KV-compression trade-off
+            written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-kv-frontier.png", "kv_decode_mb"))
     return written
 
 
@@ -82,9 +84,14 @@ def mark_failures(ax: object, rows: pd.DataFrame, color: str) -> None:
     axis.plot(failed["context_length"], top, "x", color=color, transform=axis.get_xaxis_transform(), clip_on=False, markersize=7)
 
 
-def plot_frontier(part: pd.DataFrame, task: str, metric: str, path: Path) -> Path:
+FRONTIER_COSTS = {"peak_mem_mb": ("peak memory", "memory"), "kv_decode_mb": ("KV cache at decode", "KV cache bytes")}
+
+
+def plot_frontier(part: pd.DataFrame, task: str, metric: str, path: Path, cost: str = "peak_mem_mb") -> Path:
+    """Quality against a cost (peak memory, or the KV cache's bytes while decoding) at each length."""
     import matplotlib.pyplot as plt
 
+    label, title = FRONTIER_COSTS[cost]
     lengths = sorted(part["context_length"].unique())
     fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 4), constrained_layout=True, squeeze=False)
     strategies = list(dict.fromkeys(part["strategy"]))
@@ -95,16 +102,16 @@ def plot_frontier(part: pd.DataFrame, task: str, metric: str, path: Path) -> Pat
             if row.empty:
                 continue
             r = row.iloc[0]
-            ok = r["status"] == "ok" and not _missing(r.get(metric)) and not _missing(r.get("peak_mem_mb"))
+            ok = r["status"] == "ok" and not _missing(r.get(metric)) and not _missing(r.get(cost))
             if ok:
-                ax.scatter(r["peak_mem_mb"], r[metric], marker=MARKERS[i % len(MARKERS)], s=60, color=f"C{i}", label=strategy)
-        ax.set_xlabel("peak memory (MB, lower is better)")
+                ax.scatter(r[cost], r[metric], marker=MARKERS[i % len(MARKERS)], s=60, color=f"C{i}", label=strategy)
+        ax.set_xlabel(f"{label} (MB, lower is better)")
         ax.set_ylabel(f"{metric} (higher is better)")
         ax.set_title(f"{length} tokens")
         ax.grid(True, alpha=0.3)
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize="small")
-    fig.suptitle(f"{task}: quality against memory (best trade-off: top left)")
+    fig.suptitle(f"{task}: quality against {title} (best trade-off: top left)")
     return save(fig, path)
 
 
