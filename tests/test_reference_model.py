@@ -67,6 +67,7 @@ EVERY_STRATEGY = {
     "recursive": {"chunk_tokens": 512},
     "sparse": {"pattern": "sink_window", "sinks": 4, "window": 512, "tile": 64},
     "triton_fused": {"pattern": "sink_window", "sinks": 4, "window": 512, "tile": 64},
+    "kv_compression": {"method": "snapkv", "compression_ratio": 0.0},
 }
 
 

@@ -52,6 +52,14 @@ class KillsItself(Strategy):
         os.kill(os.getpid(), signal.SIGKILL)
 
 @dataclass
+class Slow(Strategy):
+    \"\"\"Answers as `full`, a fifth of a second later: a run long enough to interrupt.\"\"\"
+    name: ClassVar[str] = "fault_slow"
+    def run(self, model, example):
+        time.sleep(0.2)
+        return answer(model, example, model.encode(example.context))
+
+@dataclass
 class Fine(Strategy):
     name: ClassVar[str] = "fault_free"
     def run(self, model, example):
@@ -63,6 +71,7 @@ FAULTS = {
     "fault_hangs": "Hangs",
     "fault_kills_itself": "KillsItself",
     "fault_free": "Fine",
+    "fault_slow": "Slow",
 }
 
 
@@ -180,13 +189,16 @@ def test_a_torn_last_line_is_detected_and_its_cell_rerun(suite_file, tmp_path, c
 
 
 def test_ctrl_c_finishes_the_cell_writes_the_report_and_says_how_to_resume(faults, suite_file, tmp_path):
-    path = suite_file("samples: 2\n", "  - name: full\n  - name: fault_free\n")
+    path = suite_file("samples: 2\n", "  - name: fault_slow\n  - name: fault_free\n")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(faults)}
     command = [sys.executable, "-m", "lcbench.cli", "run", str(path), "--out", str(out)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(out.glob("*/records.jsonl")):
+    while time.monotonic() < deadline:  # Ctrl-C once the first example is on disk: its cell is in flight
+        files = list(out.glob("*/records.jsonl"))
+        if files and files[0].read_text().strip():
+            break
         time.sleep(0.05)
     child.send_signal(signal.SIGINT)
     stdout, stderr = child.communicate(timeout=120)
