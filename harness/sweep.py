@@ -233,7 +233,7 @@ def run_chains(
                 if interrupt.requested:
                     return False
                 current = progress.add_task(cell.title, total=suite.samples)
-                records = skips.records(cell)
+                records, ran = skips.records(cell), 0
                 if records is not None:
                     run_dir.append(records)
                 else:
@@ -241,10 +241,10 @@ def run_chains(
                     for record in executor_for(chain).run(cell):
                         run_dir.append([record])
                         records.append(record)
+                        ran += 1
                         progress.advance(current)
                         progress.advance(overall)
-                    progress.advance(overall, -len(records))  # counted once, below, whatever came
-                progress.advance(overall, suite.samples)
+                progress.advance(overall, suite.samples - ran)  # a skipped cell counts whole
                 skips.saw(cell, records)
                 progress.remove_task(current)
                 progress.console.print(f"  {cell.title}: {summarise(records)}")

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
 from lcbench.cli import main
-from test_reliability import FAULTS_MODULE, THREE_STRATEGIES, address_space_now, comparable, records_of
+from test_reliability import FAULTS_MODULE, THREE_STRATEGIES, address_space_now, comparable, kill_once_written, records_of
 
 pytest.importorskip("ray")
 
@@ -123,16 +121,7 @@ def test_a_killed_driver_resumes_to_the_uninterrupted_run(cluster, suite_file, t
         "--out",
         str(out),
     ]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # kill the driver once a cell is on disk, mid-run
-        files = list(out.glob("*/records.jsonl"))
-        if files and len(files[0].read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    (run_dir,) = out.iterdir()
+    run_dir = kill_once_written(command, out, timeout=180)  # the driver, once a cell is on disk
     assert len(records_of(out)) < 12
     assert main(["run", "--resume", str(run_dir), "--executor", "ray", "--ray-address", "auto"]) == 0
     assert comparable(records_of(out)) == comparable(records_of(tmp_path / "whole"))

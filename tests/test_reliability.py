@@ -146,6 +146,22 @@ THREE_STRATEGIES = (
 )
 
 
+def kill_once_written(command: list[str], out: Path, records: int = 2, timeout: float = 120) -> Path:
+    """Start `command` (an `lcbench run`), SIGKILL it once `records` records are on disk, mid-run;
+    return its run folder."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = list(out.glob("*/records.jsonl"))
+        if files and len(files[0].read_text().splitlines()) >= records:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
 def comparable(records) -> list:
     return sorted((r.cell_key, r.example_id, r.prediction, sorted(r.metrics.items()), r.status) for r in records)
 
@@ -154,20 +170,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(suite_file, tmp_path):
     path = suite_file("samples: 2\n", THREE_STRATEGIES)
     assert main(["run", str(path), "--out", str(tmp_path / "whole")]) == 0
     out = tmp_path / "killed"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "lcbench.cli", "run", str(path), "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # kill it once the first cell is on disk, mid-run
-        files = list(out.glob("*/records.jsonl"))
-        if files and len(files[0].read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    (run_dir,) = out.iterdir()
+    run_dir = kill_once_written([sys.executable, "-m", "lcbench.cli", "run", str(path), "--out", str(out)], out)
     left = list(read_records(run_dir / "records.jsonl"))  # valid: at most the cell in flight is missing
     assert 2 <= len(left) < 12
     assert main(["run", "--resume", str(run_dir)]) == 0
