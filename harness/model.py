@@ -44,13 +44,29 @@ class Generation:
 
 
 def cache_bytes(cache: Any) -> int:
-    """The bytes a KV cache's tensors hold (keys and values of every layer)."""
-    total = 0
-    for layer in getattr(cache, "layers", ()):
-        for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-            if tensor is not None and hasattr(tensor, "nbytes"):
-                total += int(tensor.nbytes)
-    return total
+    """The bytes a KV cache's tensors hold (keys and values of every layer), in whatever form a layer
+    stores them: plain tensors, or a quantized cache's packed data with its scales and zero points."""
+    return sum(
+        _stored_bytes(getattr(layer, field, None))
+        for layer in getattr(cache, "layers", ())
+        for field in ("keys", "values", "_quantized_keys", "_quantized_values")
+    )
+
+
+def _stored_bytes(held: Any) -> int:
+    import torch
+
+    if isinstance(held, torch.Tensor):
+        # A tensor subclass (a quantized tensor) is the sum of the tensors it is made of.
+        inner = getattr(held, "__tensor_flatten__", None)
+        if inner is not None and type(held) is not torch.Tensor:
+            return sum(_stored_bytes(getattr(held, name)) for name in inner()[0])
+        return int(held.nbytes)
+    if isinstance(held, dict):
+        return sum(_stored_bytes(value) for value in held.values())
+    if isinstance(held, (list, tuple)):
+        return sum(_stored_bytes(value) for value in held)
+    return 0
 
 
 def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install lcbench, its cluster extras and its test tools into .venv, then check types, lint and run the tests.
+# Install lcbench, its extras and its test tools into .venv, then check types, lint and run the tests.
 # torch==2.13.0 is the CPU build on a machine without a GPU; see the README for GPU machines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q torch==2.13.0 -e '.[dev,ray,slurm]'
+python -m pip install -q torch==2.13.0 -e '.[dev,ray,slurm,kvquant]'
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mypy
 ruff check harness strategies kernels tests benchmarks

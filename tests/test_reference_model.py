@@ -68,6 +68,7 @@ EVERY_STRATEGY = {
     "sparse": {"pattern": "sink_window", "sinks": 4, "window": 512, "tile": 64},
     "triton_fused": {"pattern": "sink_window", "sinks": 4, "window": 512, "tile": 64},
     "kv_compression": {"method": "snapkv", "compression_ratio": 0.0},
+    "kv_quantized": {"backend": "quanto", "nbits": 4},
 }
 
 
