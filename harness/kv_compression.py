@@ -13,8 +13,9 @@ Methods (scores per cached position, higher kept):
 - `streaming` (Xiao et al., 2023): the first `sinks` positions and the most recent ones.
 Budgets per layer are uniform or a PyramidKV schedule (Cai et al., 2024: more at the bottom layers).
 
-No N x N matrix: SnapKV scores window x N, H2O sums attention over query chunks of `CHUNK` rows,
-TOVA and decode steps use one row, key-norm the keys; the attention itself is SDPA. Cached keys keep
+No N x N matrix: SnapKV scores window x N, H2O sums attention over query chunks sized so that one
+float32 buffer of at most `SCORE_ELEMENTS` is live, TOVA and decode steps use one row, key-norm the
+keys; the attention itself is SDPA. Cached keys keep
 their rotary positions and new tokens take their original positions, as in the bounded cache.
 """
 
@@ -36,7 +37,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 NAME = "lcbench_kv"
 METHODS = ("snapkv", "h2o", "tova", "keynorm", "streaming")
 EVICTING = ("h2o", "tova")  # methods that hold their budget while decoding too
-CHUNK = 128  # query rows per step when H2O accumulates a prefill's attention
+SCORE_ELEMENTS = 1 << 20  # the largest scoring buffer, in float32 values (4 MiB)
 
 
 class CompressedLayer(DynamicLayer):
@@ -144,10 +145,6 @@ def build_mask(batch_size: int, q_length: int, kv_length: int, q_offset: int = 0
     return KvMask(q_length, kv_length)
 
 
-def repeat_kv(tensor: Tensor, groups: int) -> Tensor:
-    return tensor if groups == 1 else tensor.repeat_interleave(groups, dim=1)
-
-
 def by_kv_head(scores: Tensor, groups: int) -> Tensor:
     """(batch, heads, n) -> (batch, kv heads, n): the mean over each KV head's query heads."""
     b, h, n = scores.shape
@@ -156,11 +153,32 @@ def by_kv_head(scores: Tensor, groups: int) -> Tensor:
 
 def window_attention(query: Tensor, key: Tensor, scaling: float, first: int) -> Tensor:
     """Softmax attention of `query` (queries at positions first, first+1, ...) over `key`, causal:
-    (batch, heads, n_q, n_kv), in float32."""
-    logits = torch.matmul(query.float(), repeat_kv(key, query.shape[1] // key.shape[1]).float().transpose(-1, -2)) * scaling
-    rows = torch.arange(first, first + query.shape[2], device=query.device)[:, None]
-    logits = logits.masked_fill(torch.arange(key.shape[2], device=query.device)[None, :] > rows, float("-inf"))
-    return logits.softmax(dim=-1)
+    (batch, heads, n_q, n_kv), in float32. One buffer of that size and nothing else: each KV head's
+    query heads are read against its keys as they are (no repeated keys), and the mask and softmax
+    are applied in place."""
+    b, heads, q, d = query.shape
+    kv_heads, n = key.shape[1], key.shape[2]
+    grouped = query.reshape(b, kv_heads, heads // kv_heads * q, d).float()
+    logits = torch.matmul(grouped, key.float().transpose(-1, -2)).mul_(scaling).view(b, kv_heads, -1, q, n)
+    rows = torch.arange(first, first + q, device=query.device)[:, None]
+    logits.masked_fill_(torch.arange(n, device=query.device)[None, :] > rows, float("-inf"))
+    logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim=-1, keepdim=True)).view(b, heads, q, n)
+
+
+def grouped_values(weights: Tensor, value: Tensor) -> Tensor:
+    """`weights` (batch, heads, n_q, n_kv) applied to `value` (batch, kv heads, n_kv, d), each KV head
+    serving its query heads without copies of the values: (batch, heads, n_q, d)."""
+    b, heads, q, n = weights.shape
+    kv_heads = value.shape[1]
+    out = torch.matmul(weights.reshape(b, kv_heads, heads // kv_heads * q, n).to(value.dtype), value)
+    return out.view(b, heads, q, value.shape[-1])
+
+
+def h2o_rows(heads: int, n: int) -> int:
+    """Query rows per step when H2O sums a prefill's attention: a float32 buffer of at most
+    `SCORE_ELEMENTS`, whatever the context length."""
+    return max(1, SCORE_ELEMENTS // max(1, heads * n))
 
 
 def prefill_scores(call: KvCall, query: Tensor, key: Tensor, scaling: float) -> Tensor:
@@ -182,8 +200,9 @@ def prefill_scores(call: KvCall, query: Tensor, key: Tensor, scaling: float) -> 
         pooled = F.avg_pool1d(attention, call.kernel, stride=1, padding=call.kernel // 2) if n > w else attention
         return F.pad(by_kv_head(pooled, groups), (0, w), value=math.inf)
     total = torch.zeros(query.shape[0], query.shape[1], n, device=query.device)  # h2o: accumulated attention
-    for start in range(0, query.shape[2], CHUNK):
-        total += window_attention(query[:, :, start : start + CHUNK], key, scaling, start).sum(dim=2)
+    step = h2o_rows(query.shape[1], n)
+    for start in range(0, query.shape[2], step):
+        total += window_attention(query[:, :, start : start + step], key, scaling, start).sum(dim=2)
     return by_kv_head(total, groups)
 
 
@@ -211,7 +230,7 @@ def kv_attention(
     else:  # after compression: every kept key, and causal among the new tokens
         kept = kv_length - q_length
         weights = window_attention(query, key, scale, kept)
-        out = torch.matmul(weights.to(value.dtype), repeat_kv(value, query.shape[1] // key.shape[1]))
+        out = grouped_values(weights, value)
         if call.method in EVICTING:  # H2O sums every new query's attention; TOVA reads the latest one
             rows = weights.sum(dim=2) if call.method == "h2o" else weights[:, :, -1]
             follow(call, layer_index, by_kv_head(rows, query.shape[1] // key.shape[1]), q_length)
