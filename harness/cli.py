@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lcbench.cluster import EXECUTORS
 from lcbench.errors import UserError, did_you_mean
 from lcbench.prompt import FORMATS
+from lcbench.recommend import parse_latency, parse_memory
+from lcbench.suite import parse_length
 
 if TYPE_CHECKING:
     from lcbench.sweep import RunOptions
@@ -96,6 +98,16 @@ def parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="compare runs with the first: quality with bootstrap intervals, speed, memory")
     compare.add_argument("runs", type=Path, nargs="+", help="run folders; the first is the reference")
     compare.add_argument("--out", type=Path, help="also write compare.md and compare.csv here")
+    pick = sub.add_parser(
+        "recommend",
+        help="where each strategy breaks, and the best strategy within a memory and time budget at each measured length",
+    )
+    pick.add_argument("runs", type=Path, nargs="+", help="run folders, answered one after the other (never mixed)")
+    pick.add_argument("--memory", type=argument(parse_memory), help="peak memory budget, e.g. 5MB or 2G")
+    pick.add_argument("--latency", type=argument(parse_latency), help="latency budget per example, e.g. 1s or 500ms")
+    pick.add_argument("--min-quality", type=float, help="the headline quality a pick must reach")
+    pick.add_argument("--length", type=argument(parse_length), help="answer at this measured length only, e.g. 4k")
+    pick.add_argument("--threshold", type=float, help="a strategy breaks below this share of its shortest-length quality (0.9)")
     gate = sub.add_parser("regress", help="exit 1 when a run regressed against a baseline run, and say why")
     gate.add_argument("--baseline", type=Path, required=True, help="the baseline run folder, e.g. results/baselines/perf")
     gate.add_argument("--run", type=Path, required=True, help="the run to check")
@@ -105,6 +117,19 @@ def parser() -> argparse.ArgumentParser:
     gate.add_argument("--quality", type=float, help="absolute drop of the headline metric allowed")
     sub.add_parser("train-reference", help="train the shipped reference model (see --help)", add_help=False)
     return top
+
+
+def argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser raising ValueError: its message, not argparse's generic one."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,6 +344,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from lcbench.answer import Question, answer
+    from lcbench.recommend import Budget, measured_length
+    from lcbench.report import question_of
+    from lcbench.run_dir import Run, RunDir
+
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise UserError(f"--threshold must be a share in (0, 1), e.g. 0.9; got {args.threshold}")
+    runs = [Run.load(path) for path in args.runs]
+    for run in runs:  # every refusal before any answer
+        measured_length(run, args.length)
+    given = Budget(args.memory, args.latency, args.min_quality)
+    for run in runs:
+        suite = question_of(RunDir(run.path).suite_data if (run.path / "suite.json").is_file() else {})
+        budgets = (given,) if given != Budget() else suite.budgets
+        lengths = tuple(measured_length(run, args.length))
+        question = Question(args.threshold or suite.threshold, budgets, lengths)
+        env = run.env
+        machine = f"{env.get('device')} ({env.get('gpu') or env.get('cpu')})"
+        print(f"## {run.path}: suite {run.suite}, model {env.get('model')}, {machine}\n")
+        print("\n".join(answer(run, question)))
+    return 0
+
+
 def cmd_regress(args: argparse.Namespace) -> int:
     from lcbench.regress import regress
 
@@ -345,6 +394,7 @@ COMMANDS = {
     "collect": cmd_collect,
     "compare": cmd_compare,
     "regress": cmd_regress,
+    "recommend": cmd_recommend,
 }
 
 

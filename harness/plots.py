@@ -19,7 +19,9 @@ PANELS = ("peak_mem_mb", "prefill_tok_s", "decode_tok_s")
 MARKERS = "osD^v<>pXh*"
 
 
-def plot_run(summary: pd.DataFrame, headline: dict[str, str], out_dir: Path) -> list[Path]:
+def plot_run(
+    summary: pd.DataFrame, headline: dict[str, str], out_dir: Path, pareto: dict[tuple[str, int], set[str]] | None = None
+) -> list[Path]:
     """Write the plots of every task into `out_dir`; return their paths (relative names for markdown)."""
     import matplotlib
 
@@ -32,7 +34,8 @@ def plot_run(summary: pd.DataFrame, headline: dict[str, str], out_dir: Path) -> 
             continue
         stem = re.sub(r"[^\w.-]", "-", task)  # `longbench/hotpotqa` names a file, not a folder
         written.append(plot_against_length(part, task, metric, out_dir / f"{stem}-by-length.png"))
-        written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-frontier.png"))
+        front = {length: names for (name, length), names in (pareto or {}).items() if name == task}
+        written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-frontier.png", front=front))
         if "kv_decode_mb" in part and part["kv_decode_mb"].notna().any():  # the KV-compression trade-off
             written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-kv-frontier.png", "kv_decode_mb"))
     return written
@@ -87,8 +90,11 @@ def mark_failures(ax: object, rows: pd.DataFrame, color: str) -> None:
 FRONTIER_COSTS = {"peak_mem_mb": ("peak memory", "memory"), "kv_decode_mb": ("KV cache at decode", "KV cache bytes")}
 
 
-def plot_frontier(part: pd.DataFrame, task: str, metric: str, path: Path, cost: str = "peak_mem_mb") -> Path:
-    """Quality against a cost (peak memory, or the KV cache's bytes while decoding) at each length."""
+def plot_frontier(
+    part: pd.DataFrame, task: str, metric: str, path: Path, cost: str = "peak_mem_mb", front: dict[int, set[str]] | None = None
+) -> Path:
+    """Quality against a cost (peak memory, or the KV cache's bytes while decoding) at each length;
+    the strategies of each length's Pareto set (`front`) ringed and joined by a dashed line."""
     import matplotlib.pyplot as plt
 
     label, title = FRONTIER_COSTS[cost]
@@ -105,13 +111,18 @@ def plot_frontier(part: pd.DataFrame, task: str, metric: str, path: Path, cost: 
             ok = r["status"] == "ok" and not _missing(r.get(metric)) and not _missing(r.get(cost))
             if ok:
                 ax.scatter(r[cost], r[metric], marker=MARKERS[i % len(MARKERS)], s=60, color=f"C{i}", label=strategy)
+        pareto = at[at["strategy"].isin((front or {}).get(length, set()))].dropna(subset=[cost, metric]).sort_values(cost)
+        if len(pareto):
+            ax.scatter(pareto[cost], pareto[metric], s=220, facecolors="none", edgecolors="black", linewidths=1.2)
+            ax.plot(pareto[cost], pareto[metric], "--", color="black", alpha=0.5, linewidth=1)
         ax.set_xlabel(f"{label} (MB, lower is better)")
         ax.set_ylabel(f"{metric} (higher is better)")
         ax.set_title(f"{length} tokens")
         ax.grid(True, alpha=0.3)
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize="small")
-    fig.suptitle(f"{task}: quality against {title} (best trade-off: top left)")
+    ringed = "; ringed: the Pareto set over quality, memory and latency" if front else ""
+    fig.suptitle(f"{task}: quality against {title} (best trade-off: top left{ringed})")
     return save(fig, path)
 
 

@@ -1,5 +1,7 @@
-"""The report: `summary.csv` and `report.md`, one table per metric (rows strategies, columns
-context lengths, the best of each column in bold, `full` first as the reference row)."""
+"""The report: `summary.csv` and `report.md`. It opens with the run's answer (where each strategy
+breaks, the Pareto set, the best pick within the suite's budgets: `answer.py`), then one table
+per metric (rows strategies, columns context lengths, the best of each column in bold, `full`
+first as the reference row)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from tabulate import tabulate
 
+from lcbench.answer import Question
 from lcbench.plots import plot_run
 from lcbench.records import Record, write_atomic
 from lcbench.summary import COST, summarize, task_metrics
@@ -115,10 +118,18 @@ def device_notes(records: Sequence[Record]) -> list[str]:
     ]
 
 
-def render_markdown(summary: pd.DataFrame, env: dict[str, Any], plots: Sequence[str] = (), records: Sequence[Record] = ()) -> str:
+def render_markdown(
+    summary: pd.DataFrame,
+    env: dict[str, Any],
+    plots: Sequence[str] = (),
+    records: Sequence[Record] = (),
+    answer_lines: Sequence[str] = (),
+) -> str:
     lines = [f"# lcbench report: {env.get('suite', '')}", ""]
     lines += [f"- {note}" for note in device_notes(records) + environment_notes(env)]
     lines += ["- cells that did not run show their status (oom, error, unavailable, ...) instead of a number", ""]
+    if answer_lines:
+        lines += ["## The answer", "", *answer_lines]
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     for title, table in tables(summary):
@@ -135,16 +146,30 @@ def render_markdown(summary: pd.DataFrame, env: dict[str, Any], plots: Sequence[
 def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     """(Re)write `summary.csv` and `report.md` in the run folder `path` from its records (those
     `run_dir` already read, where the caller has it)."""
-    from lcbench.run_dir import RunDir
+    from lcbench.answer import answer, pareto_sets
+    from lcbench.run_dir import Run, RunDir
 
     folder = run_dir or RunDir(path)
     records = folder.records()
     summary = summarize(records, strategy_order(records))
     write_atomic(path / "summary.csv", summary.to_csv(index=False))
     headline_metrics = {task: metrics[0] for task in dict.fromkeys(summary["task"]) if (metrics := task_metrics(summary, task))}
-    plots = plot_run(summary, headline_metrics, path / PLOTS) if len(summary) else []
-    write_atomic(path / "report.md", render_markdown(summary, folder.env, [f"{PLOTS}/{p.name}" for p in plots], records))
+    run = Run(path, records, summary, folder.env)
+    question = question_of(folder.suite_data) if (path / "suite.json").is_file() else Question()
+    answered = answer(run, question) if len(summary) else []
+    pareto = pareto_sets(run, question.tolerance) if len(summary) else {}
+    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto) if len(summary) else []
+    markdown = render_markdown(summary, folder.env, [f"{PLOTS}/{p.name}" for p in plots], records, answered)
+    write_atomic(path / "report.md", markdown)
     return summary
+
+
+def question_of(suite_data: dict[str, Any]) -> Question:
+    """What the suite asks of its report (`recommend:`): the breaking threshold and its budgets."""
+    from lcbench.suite import Recommend
+
+    settings = Recommend.model_validate(suite_data.get("recommend") or {})
+    return Question(settings.breaks_below, settings.budgets())
 
 
 def headline(summary: pd.DataFrame) -> str:

@@ -186,13 +186,22 @@ class Run:
         metrics = task_metrics(self.summary, task)
         return metrics[0] if metrics else None
 
+    @functools.cached_property
+    def ok_records(self) -> dict[Cell, list[Record]]:
+        """Each cell's examples that ran, grouped once."""
+        grouped: dict[Cell, list[Record]] = {}
+        for r in self.records:
+            if r.status == "ok":
+                grouped.setdefault((r.task, r.strategy, r.context_length), []).append(r)
+        return grouped
+
     def scores(self, cell: Cell, metric: str) -> dict[str, float]:
         """example id -> the metric, over the cell's ok examples."""
-        return {
-            r.example_id: r.metrics[metric]
-            for r in self.records
-            if (r.task, r.strategy, r.context_length) == cell and r.status == "ok" and metric in r.metrics
-        }
+        return {r.example_id: r.metrics[metric] for r in self.ok_records.get(cell, []) if metric in r.metrics}
+
+    def values(self, cell: Cell, metric: str) -> list[float]:
+        """The metric of each of the cell's ok examples (repeated example ids each count)."""
+        return [float(r.metrics[metric]) for r in self.ok_records.get(cell, []) if r.metrics.get(metric) is not None]
 
 
 def shared_cells(a: Run, b: Run) -> list[Cell]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 
 from lcbench.errors import UserError, did_you_mean
 from lcbench.model import DTYPES
+from lcbench.recommend import Budget, parse_latency, parse_memory
 
 MAX_LENGTH = 1 << 24  # 16M tokens: beyond any model's context; larger is a typo
 MAX_SAMPLES = 100_000
@@ -104,6 +105,26 @@ class Regress(Frozen):
     quality: NonNegative = 0.0  # absolute drop of the headline metric allowed
 
 
+MemoryBudget = Annotated[float, BeforeValidator(parse_memory)]
+LatencyBudget = Annotated[float, BeforeValidator(parse_latency)]
+
+
+class Recommend(Frozen):
+    """What the report's first screen answers: where strategies break, and the best within budgets."""
+
+    breaks_below: Annotated[float, Field(gt=0, lt=1)] = 0.9  # share of a strategy's own quality at the shortest length
+    memory: tuple[MemoryBudget, ...] = ()  # peak memory budgets, e.g. [5MB, 20MB]
+    latency: tuple[LatencyBudget, ...] = ()  # per-example latency budgets, e.g. [1s]
+    min_quality: float | None = None  # the headline quality a pick must reach
+
+    def budgets(self) -> tuple[Budget, ...]:
+        """Each memory budget, each latency budget, or every pair of them where both are given."""
+        memory: tuple[float | None, ...] = self.memory or (None,)
+        latency: tuple[float | None, ...] = self.latency or (None,)
+        pairs = [Budget(m, t, self.min_quality) for m in memory for t in latency]
+        return tuple(b for b in pairs if b.memory_mb is not None or b.latency_s is not None or b.min_quality is not None)
+
+
 class Suite(Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -121,6 +142,7 @@ class Suite(Frozen):
     strategies: tuple[StrategySpec, ...] = Field(min_length=1)
     measure: Measure = Measure(warmup=0, repeats=1)
     regress: Regress = Regress()
+    recommend: Recommend = Recommend()
     output: str = "results"
 
     @field_validator("context_lengths")

@@ -1,0 +1,70 @@
+"""Bootstrap intervals over examples (Efron, 1979): a cell's mean quality, and the ratio of two
+cells' means, each example resampled with replacement. Percentile intervals at 95%."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+RESAMPLES = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float  # the point estimate (the mean, or the ratio of means)
+    low: float
+    high: float
+    n: int  # examples behind it (the smaller cell, for a ratio)
+
+    def holds(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+    def text(self, fmt: str = ".3f") -> str:
+        return f"{self.value:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
+
+
+def _resampled_means(values: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    return array[rng.integers(0, len(array), size=(RESAMPLES, len(array)))].mean(axis=1)
+
+
+def _percentiles(samples: np.ndarray) -> tuple[float, float]:
+    tail = (1.0 - LEVEL) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def mean_interval(values: Sequence[float], seed: int = 0) -> Interval | None:
+    """The mean of `values` and its interval; None where there are none."""
+    if not values:
+        return None
+    low, high = _percentiles(_resampled_means(values, np.random.default_rng(seed)))
+    return Interval(float(np.mean(values)), min(low, float(np.mean(values))), max(high, float(np.mean(values))), len(values))
+
+
+def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], seed: int = 0) -> Interval | None:
+    """mean(numerator) / mean(denominator), the two cells resampled independently (they hold
+    different examples); None where either is empty or the denominator's mean is not positive."""
+    if not numerator or not denominator or float(np.mean(denominator)) <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    tops, bottoms = _resampled_means(numerator, rng), _resampled_means(denominator, rng)
+    ratios = np.divide(tops, bottoms, out=np.full_like(tops, np.inf), where=bottoms > 0)
+    value = float(np.mean(numerator) / np.mean(denominator))
+    low, high = _percentiles(ratios)
+    return Interval(value, min(low, value), max(high, value), min(len(numerator), len(denominator)))
+
+
+def examples_to_settle(interval: Interval, threshold: float) -> int | None:
+    """Examples per cell that would put `threshold` outside an interval like this one: its width
+    shrinks as 1 / sqrt(n). None where the estimate sits on the threshold itself."""
+    margin = abs(interval.value - threshold)
+    if margin == 0:
+        return None
+    # the side of the interval that reaches across the threshold
+    half_width = interval.high - interval.value if interval.value < threshold else interval.value - interval.low
+    return max(interval.n + 1, math.ceil(interval.n * (half_width / margin) ** 2))
