@@ -149,3 +149,14 @@ def test_ruler_families_metrics_and_bad_files(tmp_path):
     ruler = Ruler(task="qa_1", data_dir=str(SAMPLE / "ruler"))
     with pytest.raises(DataError, match="does not read as RULER's qa template"):
         ruler.split("no template here")
+
+
+def test_a_data_file_is_parsed_once_while_unchanged_and_again_once_it_changes(tmp_path):
+    from lcbench.tasks.data_files import read_records
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"a": 1}\n')
+    first = read_records(path)
+    assert read_records(path) is first
+    path.write_text('{"a": 1}\n{"a": 2}\n')
+    assert [r["a"] for _, r in read_records(path)] == [1, 2]

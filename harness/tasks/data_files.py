@@ -3,6 +3,7 @@ fields its family needs, every problem named with its file and line. Nothing is 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,11 +34,19 @@ def resolve(data_dir: str, path: str) -> Path:
 
 
 def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line or position, record) for every record of a `.jsonl` file or a `.json` array."""
+    """(line or position, record) for every record of a `.jsonl` file or a `.json` array. A file
+    is parsed once while it is unchanged (the checks, then each length's examples, read it again:
+    LongBench v2's data.json is 465 MB); the records are shared, so callers only read them."""
     if not path.is_file():
         raise DataError(
             f"data file `{path}` does not exist; see the README's data sets section for where to get it and how to lay it out"
         )
+    stat = path.stat()
+    return _parsed(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)  # a suite's tasks read their files in turn: the last two stay parsed
+def _parsed(path: Path, mtime_ns: int, size: int) -> list[tuple[int, dict[str, Any]]]:
     if path.suffix == ".json":
         try:
             items = json.loads(path.read_text(encoding="utf-8"))
