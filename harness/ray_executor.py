@@ -124,7 +124,7 @@ def drive(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, option
             progress.advance(overall, suite.samples)
             progress.console.print(f"  {cell.title}: {summarise(records)}")
             if options.show_prompt:
-                show_prompts(progress.console, run_dir, cell)
+                show_prompts(progress.console, records, cell)
 
         def feed(slot: Slot) -> None:
             """Give `slot` its chain's next cell to run (writing skipped ones), or a new chain."""

@@ -249,21 +249,18 @@ def run_chains(
                 progress.remove_task(current)
                 progress.console.print(f"  {cell.title}: {summarise(records)}")
                 if options.show_prompt:
-                    show_prompts(progress.console, run_dir, cell)
+                    show_prompts(progress.console, records, cell)
     return True
 
 
-def show_prompts(console: Console, run_dir: RunDir, cell: Cell) -> None:
-    """Every call of the cell's first example as the model read it, from `prompts.jsonl`."""
-    import json
-
-    path = run_dir.prompts_path
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    shown = next((json.loads(line) for line in reversed(lines) if f'"cell_key": "{cell.key}"' in line), None)
+def show_prompts(console: Console, records: list[Record], cell: Cell) -> None:
+    """Every call of the cell's first example as the model read it (what `prompts.jsonl` keeps),
+    from the records just written: the file is not read again."""
+    shown = next((r for r in records if r.prompts), None)
     if shown is None:
         return
-    for i, call in enumerate(shown["calls"], 1):
-        console.rule(f"{cell.title} · {shown['example_id']} · call {i} of {len(shown['calls'])} · {call['tokens']} tokens")
+    for i, call in enumerate(shown.prompts, 1):
+        console.rule(f"{cell.title} · {shown.example_id} · call {i} of {len(shown.prompts)} · {call['tokens']} tokens")
         console.print(call["prompt"], markup=False, highlight=False)
         console.rule("output")
         console.print(call["output"], markup=False, highlight=False)
