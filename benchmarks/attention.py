@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from lcbench.measure import MeasureMemory
 from lcbench.model import Model, synchronize
 from lcbench.sparse.block_attention import block_sparse_attention
-from lcbench.sparse.block_list import build_block_list
+from lcbench.sparse.block_list import EMPTY, BlockList, build_block_list
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.flex import flex_block_attention
 from lcbench.sparse.interface import register, sparse_call
@@ -75,6 +75,7 @@ def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
         "flex": lambda: flex_block_attention(q, k, v, built),
     }
     built = blocks()
+    row.update(useful_shares(built))
     for name, fn in paths.items():
         if name in args.skip:
             continue
@@ -82,6 +83,29 @@ def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
     if "flex_s" in row:
         row["flex_s"] += row["build_s"]  # the flex path needs the same block list, built once per call
     return row
+
+
+def allowed_pairs(blocks: BlockList) -> int:
+    """(query, key) pairs the pattern allows: every allowed pair lies in a visited tile."""
+    total = 0
+    for batch in blocks.batches:
+        q_tiles = batch.q_tiles[:, None].expand_as(batch.kv_tiles)[batch.kinds != EMPTY]
+        kv_tiles = batch.kv_tiles[batch.kinds != EMPTY]
+        for start in range(0, len(q_tiles), 256):
+            total += int(blocks.evaluate(q_tiles[start : start + 256], kv_tiles[start : start + 256]).sum())
+    return total
+
+
+def useful_shares(blocks: BlockList) -> dict[str, float]:
+    """Allowed pairs / pairs each path computes: SDPA causal the lower triangle, flex whole tiles,
+    the block path its rows' bands and scattered keys."""
+    allowed, n = allowed_pairs(blocks), blocks.n_q
+    band = sum(run.count * run.rows * run.keys for run in blocks.runs)
+    return {
+        "full_useful": allowed / (n * (n + 1) / 2),
+        "blocks_useful": allowed / band,
+        "flex_useful": allowed / (blocks.tiles_visited() * blocks.tile**2),
+    }
 
 
 def decode_rows(model: Model, lengths: list[int], args: argparse.Namespace) -> list[dict[str, float]]:
@@ -118,16 +142,20 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
         f"\nattention prefill, 1 x {args.heads} query heads / {args.kv_heads} KV heads x d{args.dim}, {args.dtype}, "
         f"sinks {args.sinks} + window {args.window}, tile {args.tile}, device {args.device}, {torch.get_num_threads()} threads\n"
     )
-    print("| N | full SDPA s | blocks s | flex s | full MiB | blocks MiB | flex MiB | full/blocks | blocks/flex |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| N | full SDPA s | blocks s | flex s | full MiB | blocks MiB | flex MiB | blocks/full MiB "
+        "| useful full / blocks / flex | full/blocks s | blocks/flex s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    nan = float("nan")
     for r in rows:
-        speedup = r["full_s"] / r["blocks_s"] if "full_s" in r else float("nan")
-        vs_flex = r["blocks_s"] / r["flex_s"] if "flex_s" in r else float("nan")
+        speedup = r["full_s"] / r["blocks_s"] if "full_s" in r else nan
+        vs_flex = r["blocks_s"] / r["flex_s"] if "flex_s" in r else nan
+        memory = r["blocks_mib"] / r["full_mib"] if r.get("full_mib") else nan
         print(
-            f"| {int(r['n'])} | {r.get('full_s', float('nan')):.3f} | {r['blocks_s']:.3f} | "
-            f"{r.get('flex_s', float('nan')):.3f} | "
-            f"{r.get('full_mib', float('nan')):.0f} | {r['blocks_mib']:.0f} | {r.get('flex_mib', float('nan')):.0f} | "
-            f"{speedup:.1f}x | {vs_flex:.2f}x |"
+            f"| {int(r['n'])} | {r.get('full_s', nan):.3f} | {r['blocks_s']:.3f} | {r.get('flex_s', nan):.3f} | "
+            f"{r.get('full_mib', nan):.0f} | {r['blocks_mib']:.0f} | {r.get('flex_mib', nan):.0f} | {memory:.2f} | "
+            f"{r['full_useful']:.0%} / {r['blocks_useful']:.0%} / {r['flex_useful']:.0%} | {speedup:.1f}x | {vs_flex:.2f}x |"
         )
     print("\n| N | decode tok/s (bounded cache, reference model) | cached tokens |\n|---|---|---|")
     for d in decodes:
@@ -150,18 +178,19 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
             if n >= 8 * args.window:
                 value = ratio(rows, f"{path}_s", n)
                 check(f"{path} time({2 * n})/time({n}) <= 2.2", value, value is not None and value <= 2.2)
+    for r in rows:
+        if "full_mib" in r:
+            value = r["blocks_mib"] / r["full_mib"]
+            check(f"blocks/full memory at {int(r['n'])} <= 1", value, r["blocks_mib"] <= r["full_mib"])
+        if "flex_s" in r:
+            value = r["blocks_s"] / r["flex_s"]
+            check(f"blocks/flex time at {int(r['n'])} <= 1", value, r["blocks_s"] <= r["flex_s"])
     longest = max(rows, key=lambda r: r["n"])
     if "full_s" in longest:
         check(
             f"full/blocks time at {int(longest['n'])} >= 4",
             longest["full_s"] / longest["blocks_s"],
             longest["full_s"] >= 4 * longest["blocks_s"],
-        )
-    if "flex_s" in longest:
-        check(
-            f"blocks/flex time at {int(longest['n'])} <= 1.5",
-            longest["blocks_s"] / longest["flex_s"],
-            longest["blocks_s"] <= 1.5 * longest["flex_s"],
         )
     if len(decodes) >= 2:
         first, last = decodes[0], decodes[-1]

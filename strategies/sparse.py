@@ -7,7 +7,11 @@ random and global blocks; Zaheer et al., 2020), `strided` (a local window of `st
 `stride`-th key; Child et al., 2019) and `causal` (dense; a check). Prefill runs block by block
 over only the allowed tiles (`path: blocks`, plain torch) or through compiled FlexAttention
 (`path: flex`); neither builds an N x N matrix. Window patterns decode from a cache bounded to
-sinks + window + globals, so memory and decode time stay flat as the input grows.
+sinks + window + globals, so memory and decode time stay flat as the input grows. `bigbird` and
+`strided` decode from the whole cache, as `full` does: a BigBird query block's random blocks may
+fall anywhere in the past, and strided keys are counted back from each query, so each next token
+reads a different residue class of past positions (Sparse Transformers' "fixed" variant, with
+absolute summary positions, could be bounded; this one cannot).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from lcbench.tasks.base import Example
 
 PATTERNS = ("sink_window", "window", "longformer", "bigbird", "strided", "causal")
 WINDOWED = ("sink_window", "window", "longformer")  # patterns whose decode needs a bounded set of keys
+WHOLE_CACHE = {  # patterns whose decode may read any past key, and why
+    "bigbird": "random blocks may fall anywhere in the past",
+    "strided": "each next token reads every stride-th key counted back from itself",
+}
 
 
 @dataclass
@@ -134,6 +142,8 @@ class Sparse(Strategy):
         extra = {"tile_density": round(sum(call.tiles) / max(len(call.tiles), 1), 4)}
         if isinstance(cache, BoundedCache):
             extra["kv_cache_tokens"] = cache.kept_tokens()
+        if self.path == "flex":  # the first call per padded length compiles (part of prefill_s)
+            extra.update(flex_compiles=len(call.compile_s), compile_s=round(sum(call.compile_s), 3))
         return Prediction(generation.text, Usage.of(generation), note=self.describe(call, len(prompt)), extra=extra)
 
     def describe(self, call: SparseCall, prompt_tokens: int) -> str:
@@ -141,4 +151,6 @@ class Sparse(Strategy):
         note = f"{call.mask.__name__}; attention ran: {ran}"
         if self.pattern in WINDOWED and self.window >= prompt_tokens:
             note += f"; window {self.window} >= prompt {prompt_tokens} tokens: attends like full"
+        if self.pattern in WHOLE_CACHE:
+            note += f"; decode reads the whole KV cache ({WHOLE_CACHE[self.pattern]})"
         return note

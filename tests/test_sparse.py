@@ -60,14 +60,67 @@ def test_block_path_matches_flex_attention_oracle(pattern):
     assert (out - oracle).abs().max() <= 1e-5
 
 
-def test_compiled_flex_path_matches_block_path():
-    from lcbench.sparse.flex import flex_block_attention
+@pytest.mark.parametrize("pattern", ["sink_window", "bigbird"])
+def test_compiled_flex_path_padded_to_its_bucket_matches_block_path(pattern):
+    from lcbench.sparse.flex import bucket, flex_block_attention
 
     n = 300
-    mask = Sparse(pattern="sink_window", **SMALL).mask(n, 3)
+    assert bucket(n, 128) == 384  # 300 keys and queries padded to 3 tiles
+    mask = Sparse(pattern=pattern, **SMALL).mask(n, 3)
     q, k, v = qkv(n, 8, 2, dim=64, seed=2)
     blocks = build_block_list(mask, torch.arange(n), 0, n, 128)
-    assert (flex_block_attention(q, k, v, blocks) - block_sparse_attention(q, k, v, blocks)).abs().max() <= 1e-5
+    out = flex_block_attention(q, k, v, blocks)
+    assert out.shape == q.shape
+    assert (out - block_sparse_attention(q, k, v, blocks)).abs().max() <= 1e-5
+
+
+def test_flex_compiles_once_per_bucket():
+    from torch._dynamo.utils import counters
+
+    from lcbench.sparse.flex import bucket, flex_block_attention
+
+    assert [bucket(n, 16) // 16 for n in (1, 17, 33, 49, 65, 97, 129, 200)] == [1, 2, 3, 4, 6, 8, 12, 16]
+    compiles: list[float] = []
+    graphs = []
+    for n in (330, 290, 270):  # one bucket: 384
+        mask = Sparse(pattern="sink_window", **SMALL).mask(n, 3)
+        q, k, v = qkv(n, 4, 1, dim=16, seed=n)  # a shape no other test compiles
+        blocks = build_block_list(mask, torch.arange(n), 0, n, 128)
+        out = flex_block_attention(q, k, v, blocks, compiled=compiles.append)
+        assert (out - masked_attention(q, k, v, mask)).abs().max() <= 1e-5
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert len(compiles) == 1 and compiles[0] > 0
+    assert graphs[2] == graphs[1] == graphs[0]  # the later lengths ran the first one's kernel
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("n", [65, 300, 700])
+def test_block_path_rows_of_64_match_dense_reference(pattern, n):
+    strategy = Sparse(pattern=pattern, tile=128, **{**SMALL, "window": 150, "block": 32})
+    mask = strategy.mask(n, 3)
+    q, k, v = qkv(n, 8, 2, dim=16, seed=3)
+    out = block_sparse_attention(q, k, v, build_block_list(mask, torch.arange(n), 0, n, 128))
+    assert (out - masked_attention(q, k, v, mask)).abs().max() <= 1e-5
+
+
+def test_block_path_on_non_contiguous_inputs_with_an_offset():
+    n, offset = 300, 200  # queries 200..499 over keys 0..499, given as transposed views as a model does
+    mask = Sparse(pattern="sink_window", window=90, sinks=3).mask(500, 0)
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(1, n, 4, 16, generator=g).transpose(1, 2)
+    k, v = (torch.randn(1, 500, 2, 16, generator=g).transpose(1, 2) for _ in range(2))
+    blocks = build_block_list(mask, torch.arange(offset, offset + n), 0, 500, 128)
+    expected = masked_attention(q, k, v, mask, torch.arange(offset, offset + n))
+    assert (block_sparse_attention(q, k, v, blocks) - expected).abs().max() <= 1e-5
+
+
+def test_block_path_visits_the_window_and_sinks_not_whole_edge_tiles():
+    n = 4096
+    blocks = build_block_list(Sparse(pattern="sink_window", window=512, sinks=4).mask(n, 0), torch.arange(n), 0, n, 128)
+    interior = max(blocks.runs, key=lambda run: run.count)
+    assert interior.count >= n // 64 - 12  # one strided run covers every row past the first window
+    assert interior.width == 512 + 63 and interior.scattered is not None and interior.scattered.tolist() == [[0, 1, 2, 3]]
+    assert interior.band_mask is not None  # one mask for every row, made once
 
 
 def test_block_list_grows_linearly_for_window_patterns():

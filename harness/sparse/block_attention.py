@@ -1,66 +1,135 @@
-"""Block-sparse attention in torch: each query tile attends to only the key tiles its block list
-allows, gathered side by side, through PyTorch's fused attention kernel.
+"""Block-sparse attention in torch: each query row attends to its band of keys (strided views of
+K and V, never copied) and to its few scattered keys (gathered), as `block_runs` schedules them.
 
-Shapes: q (b, h, n_q, d); k, v (b, h_kv, n_kv, d) with h a multiple of h_kv (GQA: the kernel is
-told `enable_gqa`, so K and V are never repeated per query head). Returns (b, h, n_q, d).
+Shapes: q (b, h, n_q, d); k, v (b, h_kv, n_kv, d) with h a multiple of h_kv (GQA: K and V are
+never repeated per query head). Returns (b, h, n_q, d).
 
-For a chunk of query tiles, the allowed key tiles are gathered into (tiles, C * T) keys and
-`scaled_dot_product_attention` runs over them with the tile masks where a tile is only partly
-allowed. The fused kernel walks those keys block by block with the online softmax of flash
-attention (Dao et al., FlashAttention, 2022), so the largest thing in memory is the gathered keys
-of one chunk: linear in n_q, never n_q x n_kv. Chunks are sized to `CHUNK_BYTES` of gathered K
-and V, or of scores where SDPA's CPU kernel takes a masked tile row through its math path, which
-keeps the working memory flat in the input length.
+The band and the scattered keys are two attention calls, each returning its log-sum-exp, merged
+as flash attention merges blocks (Dao et al., FlashAttention, 2022): softmax over the union is
+the two partial outputs weighted by exp(lse_part - lse_all). On a CPU both calls are PyTorch's
+fused flash kernel (`_scaled_dot_product_flash_attention_for_cpu`, which returns the log-sum-exp
+and takes an additive mask); elsewhere the same in plain torch. Element masks are evaluated per
+chunk from the mask function, and one mask stands for a whole chunk where every row's is the same
+(a window pattern's interior), so nothing N-sized is kept across layers. Chunks hold about
+`CHUNK_BYTES` of outputs, masks and gathered keys: the working memory is the output plus one chunk.
 """
 
 from __future__ import annotations
 
-import torch.nn.functional as F
+import torch
 from torch import Tensor
 
-from lcbench.sparse.block_list import BlockList, TileBatch
+from lcbench.sparse.block_list import BlockList
+from lcbench.sparse.block_runs import Run, element_mask
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 512 << 10
 
 
 def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None) -> Tensor:
-    b, h, n_q, d = q.shape
-    h_kv, t = k.shape[1], blocks.tile
-    q_tiles = pad_to_tiles(q, t).view(b, h, -1, t, d)
-    k_tiles = pad_to_tiles(k, t).view(b, h_kv, -1, t, d)
-    v_tiles = pad_to_tiles(v, t).view(b, h_kv, -1, t, v.shape[-1])
-    out = q.new_empty(b, h, q_tiles.shape[2], t, v.shape[-1])
-    for batch in blocks.batches:
-        width = batch.kv_tiles.shape[1]
-        gathered = 2 * b * h_kv * width * t * d * k.element_size()
-        scores = b * h * t * width * t * 4  # where the kernel falls back to materialising a masked tile row
-        step = max(1, CHUNK_BYTES // max(gathered, scores))
-        for start in range(0, len(batch.q_tiles), step):
-            rows = slice(start, start + step)
-            q_index = batch.q_tiles[rows]
-            out[:, :, q_index] = attend_rows(q_tiles, k_tiles, v_tiles, blocks, batch, rows, scale)
-    return out.view(b, h, -1, v.shape[-1])[:, :, :n_q]
+    b, h, n_q, _ = q.shape
+    runs = blocks.runs  # made before the output is, so that their transient buffers are gone
+    out = q.new_empty(b, h, n_q, v.shape[-1])
+    for run in runs:
+        step = max(1, CHUNK_BYTES // row_bytes(q, k, run))
+        for first in range(0, run.count, step):
+            count = min(step, run.count - first)
+            for batch in range(b):
+                rows = attend_rows(q, k, v, blocks, run, batch, first, count, scale)
+                start = run.q_start + first * run.rows
+                out[batch, :, start : start + count * run.rows].view(h, count, run.rows, -1).copy_(rows.transpose(0, 1))
+    return out
+
+
+def row_bytes(q: Tensor, k: Tensor, run: Run) -> int:
+    """Working memory per row of a run: its outputs (two parts and their merge), masks, gathered keys."""
+    h, d = q.shape[1], q.shape[-1]
+    scattered = 0 if run.scattered is None else run.scattered.shape[1]
+    masks = 0 if run.band_mask is not None else run.rows * run.keys * (8 + q.element_size())  # positions, bias
+    return 2 * h * run.rows * d * q.element_size() + masks + 2 * k.shape[1] * scattered * d * k.element_size()
 
 
 def attend_rows(
-    q_tiles: Tensor, k_tiles: Tensor, v_tiles: Tensor, blocks: BlockList, batch: TileBatch, rows: slice, scale: float | None
+    q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, run: Run, batch: int, first: int, count: int, scale: float | None
 ) -> Tensor:
-    """Attention for some query tiles of a batch: (b, h, n, T, d)."""
-    b, h, _, t, d = q_tiles.shape
-    h_kv = k_tiles.shape[1]
-    q_index, kv_index = batch.q_tiles[rows], batch.kv_tiles[rows]
-    n, width = kv_index.shape
-    query = q_tiles[:, :, q_index].transpose(1, 2).reshape(b * n, h, t, d)
-    key = k_tiles[:, :, kv_index].transpose(1, 2).reshape(b * n, h_kv, width * t, d)
-    value = v_tiles[:, :, kv_index].transpose(1, 2).reshape(b * n, h_kv, width * t, v_tiles.shape[-1])
-    mask = blocks.rows_mask(batch, rows)
-    if mask is not None:  # built on the CPU with the block list
-        mask = mask.to(query.device).repeat(b, 1, 1)[:, None]  # (b * n, 1, T, C * T): the same for every head
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale, enable_gqa=h != h_kv)
-    return out.view(b, n, h, t, -1).transpose(1, 2)
+    """Attention for rows first .. first + count - 1 of a run, one batch element: (count, h, rows, d)."""
+    query = rows_view(q[batch], run.q_start + first * run.rows, run.rows, count, run.rows)
+    parts = []
+    if run.width:
+        band = run.band_start + first * run.rows
+        key, value = rows_view(k[batch], band, run.rows, count, run.width), rows_view(v[batch], band, run.rows, count, run.width)
+        bias = shared_bias(run, "band", query) if run.band_mask is not None else None
+        if run.band_mask is None:
+            bias = additive(element_mask(blocks, run.q_index(first, count), run.band_index(first, count)), query)
+        parts.append(attend(query, key, value, bias, scale))
+    if run.scattered is not None:
+        index = run.scattered_index(first, count)  # (count | 1, 1, S)
+        key, value = gather(k[batch], index, count), gather(v[batch], index, count)
+        bias = shared_bias(run, "scattered", query) if run.scattered_mask is not None else None
+        if run.scattered_mask is None:
+            bias = additive(element_mask(blocks, run.q_index(first, count), index), query)
+        parts.append(attend(query, key, value, bias, scale))
+    if not parts:  # nothing allowed: rows past every key (no pattern in lcbench leaves a query without one)
+        return query.new_zeros(count, q.shape[1], run.rows, v.shape[-1])
+    return merge(parts)
 
 
-def pad_to_tiles(x: Tensor, tile: int) -> Tensor:
-    """Zero-pad the sequence dimension (-2) to a multiple of `tile`."""
-    extra = -x.shape[-2] % tile
-    return F.pad(x, (0, 0, 0, extra)) if extra else x
+def gather(x: Tensor, index: Tensor, count: int) -> Tensor:
+    """(heads, n, d) at key indices (count | 1, 1, S) -> (count, heads, S, d); one row of indices
+    for all is gathered once and broadcast (a StreamingLLM pattern's sinks)."""
+    heads, _, d = x.shape
+    picked = x.index_select(1, index.clamp(min=0).reshape(-1).to(x.device)).view(heads, len(index), -1, d).transpose(0, 1)
+    return picked.expand(count, -1, -1, -1) if len(index) == 1 else picked
+
+
+def rows_view(x: Tensor, start: int, step: int, count: int, length: int) -> Tensor:
+    """(heads, n, d) -> (count, heads, length, d): row i is positions start + i * step .. + length - 1,
+    a strided view (no copy)."""
+    heads, _, d = x.shape
+    s_head, s_pos, s_dim = x.stride()
+    return x.as_strided((count, heads, length, d), (step * s_pos, s_head, s_pos, s_dim), x.storage_offset() + start * s_pos)
+
+
+def attend(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None, scale: float | None) -> tuple[Tensor, Tensor]:
+    """Attention with an additive mask and its log-sum-exp: query (n, h, m, d), key/value
+    (n, h_kv, k, d), bias (n | 1, 1, m, k) or None -> out (n, h, m, d), lse (n, h, m) float32."""
+    if query.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, attn_mask=bias, scale=scale)
+        return out, lse
+    groups = query.shape[1] // key.shape[1]
+    scores = query @ key.repeat_interleave(groups, 1).transpose(-1, -2) * (scale or query.shape[-1] ** -0.5)
+    scores = scores.float() if bias is None else scores.float() + bias.float()
+    lse = torch.logsumexp(scores, -1)
+    return (torch.exp(scores - lse[..., None]).to(value.dtype) @ value.repeat_interleave(groups, 1)), lse
+
+
+def additive(allowed: Tensor, like: Tensor) -> Tensor | None:
+    """A bool mask (..., m, k) as SDPA's additive bias (n | 1, 1, m, k): 0 where allowed, the
+    dtype's lowest elsewhere (finite, so that a row with nothing allowed gets weight 0 in the merge,
+    not NaN); None where all is allowed."""
+    if bool(allowed.all()):
+        return None
+    lowest = torch.finfo(like.dtype).min
+    bias = torch.zeros(allowed.shape, dtype=like.dtype, device=like.device).masked_fill_(~allowed.to(like.device), lowest)
+    return bias.view(-1, 1, *allowed.shape[-2:])
+
+
+def shared_bias(run: Run, part: str, like: Tensor) -> Tensor | None:
+    """`additive` for a run's shared mask (`part`: band or scattered), made once for every chunk and layer."""
+    key = (part, like.dtype, like.device)
+    if key not in run.biases:
+        allowed = run.band_mask if part == "band" else run.scattered_mask
+        assert allowed is not None
+        run.biases[key] = additive(allowed, like)
+    return run.biases[key]
+
+
+def merge(parts: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """Partial attention outputs over disjoint keys, with their log-sum-exps, as one output."""
+    if len(parts) == 1:
+        return parts[0][0]
+    (out_a, lse_a), (out_b, lse_b) = parts
+    # weight of part b relative to the whole: sigmoid(lse_b - lse_a); the merge is a lerp, in place
+    weight_b = torch.sigmoid(lse_b - lse_a)[..., None]
+    if out_a.dtype != torch.float32:
+        return torch.lerp(out_a.float(), out_b.float(), weight_b).to(out_a.dtype)
+    return out_a.lerp_(out_b, weight_b)

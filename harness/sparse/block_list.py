@@ -10,15 +10,22 @@ work quadratic.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from lcbench.sparse.patterns import ALL, NONE, Mask
 
+if TYPE_CHECKING:
+    from lcbench.sparse.block_runs import Run
+
 EMPTY, PARTIAL, FULL = 0, 1, 2
-CACHED_MASK_BYTES = 64 << 20  # element masks kept across layers up to this size, else recomputed
+EVALUATED_BYTES = 1 << 20  # tiles evaluated together while their positions' arithmetic fits in this
 
 
 @dataclass(frozen=True)
@@ -26,14 +33,11 @@ class TileBatch:
     """Query tiles that share a padded list of key tiles.
 
     q_tiles: (nq,) query tile indices; kv_tiles: (nq, C) key tile indices, padding repeats tile 0;
-    kinds: (nq, C) EMPTY (padding) / PARTIAL / FULL; masks: the (nq, T, C * T) element mask,
-    None where every tile is FULL, or not kept (`kept_masks` False) where too big to keep."""
+    kinds: (nq, C) EMPTY (padding) / PARTIAL / FULL."""
 
     q_tiles: Tensor
     kv_tiles: Tensor
     kinds: Tensor
-    masks: Tensor | None = None
-    kept_masks: bool = False
 
     @property
     def all_full(self) -> bool:
@@ -56,16 +60,13 @@ class BlockList:
     def tiles_visited(self) -> int:
         return sum(int((b.kinds != EMPTY).sum()) for b in self.batches)
 
-    def rows_mask(self, batch: TileBatch, rows: slice) -> Tensor | None:
-        """(n, T, C * T) element mask for some rows of a batch, or None where they are all FULL."""
-        if batch.all_full:
-            return None
-        if batch.kept_masks:
-            return None if batch.masks is None else batch.masks[rows]
-        q_tiles, kv_tiles, kinds = batch.q_tiles[rows], batch.kv_tiles[rows], batch.kinds[rows]
-        n, width = kv_tiles.shape
-        allowed = self.evaluate(q_tiles.repeat_interleave(width), kv_tiles.reshape(-1), kinds.reshape(-1))
-        return allowed.view(n, width, self.tile, self.tile).transpose(1, 2).reshape(n, self.tile, width * self.tile)
+    @functools.cached_property
+    def runs(self) -> list[Run]:
+        """The torch block path's schedule (`block_runs`), made once and shared by every layer."""
+        from lcbench.sparse.block_runs import build_runs
+
+        with one_thread():
+            return build_runs(self)
 
     def evaluate(self, q_tiles: Tensor, kv_tiles: Tensor, kinds: Tensor | None = None) -> Tensor:
         """The mask on whole tiles: (nq, T, T) bool, False outside the sequence and on EMPTY slots."""
@@ -82,8 +83,25 @@ class BlockList:
         return allowed
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run many small tensor ops on one thread: each would otherwise open a parallel region whose
+    threads all must be scheduled, which on a busy machine costs up to 50x their work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def build_block_list(mask: Mask, q_positions: Tensor, kv_start: int, n_kv: int, tile: int) -> BlockList:
     """Compile `mask` for queries at `q_positions` (ascending) over keys kv_start .. kv_start+n_kv-1."""
+    with one_thread():
+        return compile_tiles(mask, q_positions, kv_start, n_kv, tile)
+
+
+def compile_tiles(mask: Mask, q_positions: Tensor, kv_start: int, n_kv: int, tile: int) -> BlockList:
     n_q = len(q_positions)
     n_q_tiles, n_kv_tiles = -(-n_q // tile), -(-n_kv // tile)
     candidates: list[list[int]] = []
@@ -104,16 +122,16 @@ def build_block_list(mask: Mask, q_positions: Tensor, kv_start: int, n_kv: int, 
 Tile = tuple[int, int]  # (query tile, key tile)
 
 
-def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[int]], dict[Tile, Tensor | None]]:
-    """The key tiles each query tile must visit (candidates with anything allowed), and the
-    element masks of those only partly allowed; tiles absent from that dict are FULL.
+def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[int]], set[Tile]]:
+    """The key tiles each query tile must visit (candidates with anything allowed), and those
+    only partly allowed; the others are FULL.
 
     Tiles the mask settles by itself (wholly inside or outside a window, say) cost nothing; the
     rest are evaluated once, a slot at a time (every query tile's `slot`-th candidate together),
     so a causal or window pattern evaluates only its diagonal and edges."""
     t = probe.tile
     visited: list[list[int]] = [[] for _ in candidates]
-    partial: dict[Tile, Tensor | None] = {}  # None: partly allowed, its mask recomputed when needed
+    partial: set[Tile] = set()
     q_pos = probe.q_positions.tolist()
     for slot in range(max((len(c) for c in candidates), default=0)):
         unknown: list[int] = []
@@ -132,17 +150,19 @@ def classify(probe: BlockList, candidates: list[list[int]]) -> tuple[list[list[i
         if not unknown:
             continue
         q_tiles, kv_tiles = torch.tensor(unknown), torch.tensor([candidates[i][slot] for i in unknown])
-        allowed = probe.evaluate(q_tiles, kv_tiles)
-        counts = allowed.view(len(unknown), -1).sum(-1).tolist()
+        step = max(1, EVALUATED_BYTES // (8 * t * t))  # the mask's position arithmetic: 8 bytes a pair
+        counts = [
+            n
+            for start in range(0, len(unknown), step)
+            for n in probe.evaluate(q_tiles[start : start + step], kv_tiles[start : start + step]).sum((1, 2)).tolist()
+        ]
         for r, i in enumerate(unknown):
             kv = candidates[i][slot]
             if counts[r]:
                 visited[i].append(kv)
                 whole = (i + 1) * t <= probe.n_q and (kv + 1) * t <= probe.n_kv
                 if not (whole and counts[r] == t * t):
-                    # kept only while small: a view would hold its whole slot alive (strided: N^2/2 bytes)
-                    keep = (len(partial) + 1) * t * t <= CACHED_MASK_BYTES
-                    partial[(i, kv)] = allowed[r].clone() if keep else None
+                    partial.add((i, kv))
     return visited, partial
 
 
@@ -155,8 +175,7 @@ def split_by_width(visited: list[list[int]]) -> list[list[int]]:
     return [[i for i, v in enumerate(visited) if len(v) <= limit], [i for i, v in enumerate(visited) if len(v) > limit]]
 
 
-def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: dict[Tile, Tensor | None]) -> TileBatch:
-    t = probe.tile
+def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: set[Tile]) -> TileBatch:
     width = max(1, max(len(visited[i]) for i in rows))
     kv_tiles = torch.zeros((len(rows), width), dtype=torch.long)
     kinds = torch.full((len(rows), width), EMPTY, dtype=torch.int8)
@@ -165,14 +184,4 @@ def pack(probe: BlockList, rows: list[int], visited: list[list[int]], partial: d
         kinds[r, : len(visited[i])] = torch.tensor(
             [PARTIAL if (i, kv) in partial else FULL for kv in visited[i]], dtype=torch.int8
         )
-    batch = TileBatch(torch.tensor(rows, dtype=torch.long), kv_tiles, kinds)
-    unkept = any(partial.get((i, kv), 0) is None for i in rows for kv in visited[i])
-    if batch.all_full or unkept or len(rows) * width * t * t > CACHED_MASK_BYTES:
-        return batch
-    masks = (kinds == FULL)[:, None, :, None].expand(len(rows), t, width, t).clone()  # padding slots: False
-    for r, i in enumerate(rows):
-        for slot, kv in enumerate(visited[i]):
-            tile_mask = partial.get((i, kv))
-            if tile_mask is not None:
-                masks[r, :, slot] = tile_mask
-    return TileBatch(batch.q_tiles, kv_tiles, kinds, masks.view(len(rows), t, width * t), kept_masks=True)
+    return TileBatch(torch.tensor(rows, dtype=torch.long), kv_tiles, kinds)

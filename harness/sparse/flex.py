@@ -3,13 +3,17 @@ A Programming Model for Generating Optimized Attention Kernels", 2024).
 
 The `BlockMask` is made from lcbench's own block list (`BlockMask.from_kv_blocks`), not from
 `create_block_mask`, which evaluates the mask on every (query, key) pair. The compiled kernel is
-built once per process and per shape; compiling takes tens of seconds on a CPU, so this path
-pays off on long inputs and repeated shapes.
+built once per process and per shape, and compiling takes tens of seconds on a CPU, so inputs are
+padded up to a few bucket lengths (`bucket`: 1, 2, 3, 4, 6, 8, 12, ... tiles, at most 1.5x the
+input) with the pad keys masked out and the pad queries' tiles skipped: a suite run compiles once
+per bucket, not once per prompt length. The first call of each bucket is timed (`Compiled`).
 """
 
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,11 +22,24 @@ from torch import Tensor
 from lcbench.sparse.block_list import EMPTY, FULL, BlockList
 
 
-def block_mask(blocks: BlockList) -> Any:
-    """A FlexAttention `BlockMask` (one for all batches and heads) from a block list."""
+def bucket(n: int, tile: int) -> int:
+    """`n` rounded up to a bucket length: tile x 1, 2, 3, 4, 6, 8, 12, 16, ... (2^k and 1.5 x 2^k)."""
+    tiles, power = -(-n // tile), 1
+    while True:
+        for size in (power, power * 3 // 2):
+            if size >= tiles:
+                return size * tile
+        power *= 2
+
+
+def block_mask(blocks: BlockList, n_q: int | None = None, n_kv: int | None = None) -> Any:
+    """A FlexAttention `BlockMask` (one for all batches and heads) from a block list, for inputs
+    padded to `n_q` queries and `n_kv` keys (default: unpadded): pad tiles are skipped, and pad
+    keys inside the last tile masked out."""
     from torch.nn.attention.flex_attention import BlockMask
 
-    n_q_tiles, n_kv_tiles = -(-blocks.n_q // blocks.tile), -(-blocks.n_kv // blocks.tile)
+    n_q, n_kv = n_q or blocks.n_q, n_kv or blocks.n_kv
+    n_q_tiles, n_kv_tiles = -(-n_q // blocks.tile), -(-n_kv // blocks.tile)
     partial = torch.zeros((n_q_tiles, n_kv_tiles), dtype=torch.bool)
     full = torch.zeros_like(partial)
     for batch in blocks.batches:
@@ -32,11 +49,13 @@ def block_mask(blocks: BlockList) -> Any:
         partial[rows[mixed], batch.kv_tiles[mixed]] = True
     counts, indices = compact(partial)
     full_counts, full_indices = compact(full)
-    q_offset = int(blocks.q_positions[0]) if blocks.n_q else 0
-    kv_start = blocks.kv_start
+    # tensors, not ints: the compiled kernel then takes them as inputs, instead of being
+    # specialised (and recompiled) on each prompt's lengths
+    q_offset = torch.tensor(int(blocks.q_positions[0]) if blocks.n_q else 0)
+    kv_start, real_kv = torch.tensor(blocks.kv_start), torch.tensor(blocks.n_kv)
 
     def mask_mod(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
-        return blocks.mask(b, h, q_idx + q_offset, kv_idx + kv_start)
+        return blocks.mask(b, h, q_idx + q_offset, kv_idx + kv_start) & (kv_idx < real_kv)
 
     return BlockMask.from_kv_blocks(
         counts,
@@ -45,7 +64,7 @@ def block_mask(blocks: BlockList) -> Any:
         full_indices,
         BLOCK_SIZE=blocks.tile,
         mask_mod=mask_mod,
-        seq_lengths=(blocks.n_q, blocks.n_kv),
+        seq_lengths=(n_q, n_kv),
     )
 
 
@@ -63,7 +82,28 @@ def compiled_flex_attention() -> Any:
     return torch.compile(flex_attention, dynamic=False)
 
 
-def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None) -> Tensor:
-    """Shapes as `block_sparse_attention`: q (b, h, n_q, d), k, v (b, h_kv, n_kv, d) -> (b, h, n_q, d)."""
-    flex = compiled_flex_attention()
-    return flex(q, k, v, block_mask=block_mask(blocks).to(q.device), scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+Compiled = Callable[[float], None]  # told the seconds of a call that compiled a new bucket
+COMPILED: set[tuple[Any, ...]] = set()  # the shapes compiled so far in this process
+
+
+def flex_block_attention(
+    q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None, compiled: Compiled | None = None
+) -> Tensor:
+    """Shapes as `block_sparse_attention`: q (b, h, n_q, d), k, v (b, h_kv, n_kv, d) -> (b, h, n_q, d).
+    Inputs are padded to their bucket lengths; `compiled` hears the time of a first call per bucket."""
+    n_q, n_kv = bucket(blocks.n_q, blocks.tile), bucket(blocks.n_kv, blocks.tile)
+    mask = block_mask(blocks, n_q, n_kv).to(q.device)
+    padded = [pad(q, n_q), pad(k, n_kv), pad(v, n_kv)]
+    shape = (n_q, n_kv, q.shape[:2], k.shape[1], q.shape[-1], v.shape[-1], q.dtype, q.device, scale)
+    start = time.perf_counter()
+    out = compiled_flex_attention()(*padded, block_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+    if shape not in COMPILED:
+        COMPILED.add(shape)
+        if compiled is not None:
+            compiled(time.perf_counter() - start)
+    return out[:, :, : blocks.n_q]
+
+
+def pad(x: Tensor, length: int) -> Tensor:
+    """Zero-pad the sequence dimension (-2) to `length`."""
+    return torch.nn.functional.pad(x, (0, 0, 0, length - x.shape[-2])) if length > x.shape[-2] else x

@@ -37,7 +37,14 @@ class Plan:
     path: str  # "blocks", "flex", "triton" (prefill), "rows" or "triton-decode" (decode)
     call: SparseCall
     blocks: BlockList | None = None
-    rows: Tensor | None = None  # (n_q, n_kv) bool, only where n_q is small (decode)
+    q_positions: Tensor | None = None  # rows: the queries' and the kept keys' positions
+    kv_positions: Tensor | None = None
+
+    def rows(self, lo: int, hi: int) -> Tensor:
+        """The mask rows of queries lo .. hi - 1 over every kept key: (hi - lo, n_kv) bool."""
+        assert self.q_positions is not None and self.kv_positions is not None
+        zero = torch.zeros((), dtype=torch.long)
+        return self.call.mask(zero, zero, self.q_positions[lo:hi, None], self.kv_positions[None, :])
 
 
 @dataclass
@@ -52,6 +59,7 @@ class SparseCall:
     ran: collections.Counter[str] = field(default_factory=collections.Counter)
     configs: set[str] = field(default_factory=set)  # triton: the autotuned configs that ran
     tiles: list[float] = field(default_factory=list)  # share of tiles visited, per prefill
+    compile_s: list[float] = field(default_factory=list)  # flex: seconds of each call that compiled a new bucket
 
     def plan(self, q_length: int, kv_length: int, q_offset: int) -> Plan:
         q_positions = torch.arange(q_offset, q_offset + q_length)
@@ -61,12 +69,11 @@ class SparseCall:
             kv_positions = torch.arange(kv_length)
         contiguous = int(kv_positions[-1]) - int(kv_positions[0]) + 1 == len(kv_positions)
         if q_length == 1 or not contiguous:
-            # Decode: one row over the kept keys, linear in them; a bounded cache keeps only keys
-            # the pattern allows, so the row is all true there.
-            zero = torch.zeros((), dtype=torch.long)
+            # Decode, or a prefill chunk over a bounded cache: rows over the kept keys, linear in
+            # them; a bounded cache keeps only keys the pattern allows, so a decode row is all true.
             path = "triton-decode" if self.path == "triton" and q_length == 1 else "rows"
             self.ran[path] += 1
-            return Plan(path, self, rows=self.mask(zero, zero, q_positions[:, None], kv_positions[None, :]))
+            return Plan(path, self, q_positions=q_positions, kv_positions=kv_positions)
         blocks = build_block_list(self.mask, q_positions, int(kv_positions[0]), len(kv_positions), self.tile)
         total = -(-q_length // self.tile) * -(-len(kv_positions) // self.tile)
         self.tiles.append(blocks.tiles_visited() / total)
@@ -102,24 +109,43 @@ def sparse_attention(
     elif plan.path == "triton-decode":
         from lcbench.kernels.decode_attention import decode_attention
 
-        assert plan.rows is not None
-        allowed = None if bool(plan.rows.all()) else plan.rows[0].to(query.device)
+        row = plan.rows(0, 1)
+        allowed = None if bool(row.all()) else row[0].to(query.device)
         out, config = decode_attention(query, key, value, allowed, scaling)
         plan.call.configs.add(f"decode {config}")
     elif plan.path == "flex":
         from lcbench.sparse.flex import flex_block_attention
 
         assert plan.blocks is not None
-        out = flex_block_attention(query, key, value, plan.blocks, scaling)
+        out = flex_block_attention(query, key, value, plan.blocks, scaling, compiled=plan.call.compile_s.append)
     elif plan.blocks is not None:
         out = block_sparse_attention(query, key, value, plan.blocks, scaling)
     else:
-        assert plan.rows is not None
-        rows = None if bool(plan.rows.all()) else plan.rows.to(query.device)
-        out = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=rows, scale=scaling, enable_gqa=query.shape[1] != key.shape[1]
-        )
+        out = rows_attention(plan, query, key, value, scaling)
     return out.transpose(1, 2).contiguous(), None
+
+
+ROWS_BYTES = 1 << 20  # rows path: queries taken together while their mask's temporaries fit
+
+
+def rows_attention(plan: Plan, query: Tensor, key: Tensor, value: Tensor, scaling: float | None) -> Tensor:
+    """Dense attention over the kept keys, a slice of query rows at a time, so that the mask (and
+    the position arithmetic that makes it, 8 bytes a pair) never spans the whole chunk x keys."""
+    n_q, n_kv = query.shape[2], key.shape[2]
+    step = max(1, ROWS_BYTES // (8 * n_kv))
+    out = query.new_empty(*query.shape[:3], value.shape[-1])
+    for lo in range(0, n_q, step):
+        hi = min(lo + step, n_q)
+        allowed = plan.rows(lo, hi)
+        out[:, :, lo:hi] = F.scaled_dot_product_attention(
+            query[:, :, lo:hi],
+            key,
+            value,
+            attn_mask=None if bool(allowed.all()) else allowed.to(query.device),
+            scale=scaling,
+            enable_gqa=query.shape[1] != key.shape[1],
+        )
+    return out
 
 
 def register() -> str:
