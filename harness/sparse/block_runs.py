@@ -142,17 +142,29 @@ def attach_scattered(runs: list[Run], scattered: list[list[int]]) -> list[Run]:
     return out
 
 
+MASK_SLICE = 1 << 16  # (query, key) pairs whose mask is evaluated together: about 8 bytes of arithmetic each
+
+
 def element_mask(blocks: BlockList, q_index: Tensor, kv_index: Tensor) -> Tensor:
     """The mask on query indices (count, rows, 1) x key indices (count | 1, 1, keys), -1 keys
-    excluded: (count, rows, keys) bool."""
+    excluded: (count, rows, keys) bool, made `MASK_SLICE` pairs at a time (a strided row's keys
+    reach back to the first)."""
     zero = torch.zeros((), dtype=torch.long)
-    allowed = blocks.mask(zero, zero, blocks.q_positions[q_index], kv_index + blocks.kv_start)
-    return allowed & (kv_index >= 0)
+    count, rows, width = q_index.shape[0], q_index.shape[1], kv_index.shape[-1]
+    q_pos = blocks.q_positions[q_index]
+    allowed = torch.empty(count, rows, width, dtype=torch.bool)
+    step = max(1, MASK_SLICE // (count * rows))
+    for lo in range(0, width, step):
+        keys = kv_index[..., lo : lo + step]
+        allowed[..., lo : lo + step] = blocks.mask(zero, zero, q_pos, keys + blocks.kv_start) & (keys >= 0)
+    return allowed
 
 
 def shared_masks(blocks: BlockList, run: Run, budget: int) -> Run:
     """`run` with the band and scattered masks its rows all share, found `budget` mask bytes at a time."""
-    masks: dict[str, Tensor | None] = {}
+    masks: dict[str, Tensor | None] = {"band": None, "scattered": None}
+    if run.count == 1:
+        return run  # a lone row's mask is its own: kept, it would only hold memory across layers
     for part, width in (("band", run.width), ("scattered", 0 if run.scattered is None else run.scattered.shape[1])):
         first_mask: Tensor | None = None
         step = max(1, budget // (8 * run.rows * max(1, width)))
