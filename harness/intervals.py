@@ -33,8 +33,10 @@ def _resampled_means(values: Sequence[float], rng: np.random.Generator) -> np.nd
 
 
 def _percentiles(samples: np.ndarray) -> tuple[float, float]:
+    """The interval's ends, taken from the samples themselves (no interpolation), so that a ratio
+    whose resampled denominator was 0 gives an unbounded end (inf), never inf - inf = nan."""
     tail = (1.0 - LEVEL) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
+    low, high = np.percentile(samples, [tail, 100 - tail], method="nearest")
     return float(low), float(high)
 
 
@@ -61,10 +63,11 @@ def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], see
 
 def examples_to_settle(interval: Interval, threshold: float) -> int | None:
     """Examples per cell that would put `threshold` outside an interval like this one: its width
-    shrinks as 1 / sqrt(n). None where the estimate sits on the threshold itself."""
+    shrinks as 1 / sqrt(n). None where the estimate sits on the threshold itself, or where the
+    interval is unbounded (a ratio whose resampled denominator could be 0)."""
     margin = abs(interval.value - threshold)
-    if margin == 0:
-        return None
     # the side of the interval that reaches across the threshold
     half_width = interval.high - interval.value if interval.value < threshold else interval.value - interval.low
+    if margin == 0 or not math.isfinite(half_width):
+        return None
     return max(interval.n + 1, math.ceil(interval.n * (half_width / margin) ** 2))

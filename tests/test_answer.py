@@ -97,6 +97,15 @@ def test_running_out_of_memory_is_a_break_and_a_strategy_with_no_quality_has_non
     assert verdict_of(records, "zero").verdict == "no quality"
 
 
+def test_a_shortest_length_that_scored_mostly_zero_gives_an_unbounded_interval_not_a_crash():
+    # a resample of the shortest length's examples can be all zeros: the ratio's upper end is unbounded
+    records = cell("rare", 1024, [1.0] + [0.0] * 7) + cell("rare", 4096, [1.0] + [0.0] * 7)
+    verdict = verdict_of(records, "rare")
+    assert verdict.verdict == "unsure" and verdict.ratio is not None and verdict.ratio.high == float("inf")
+    assert "not measurable at 4096" in verdict.sentence()
+    assert examples_to_settle(Interval(0.5, 0.0, float("inf"), 8), 0.9) is None  # the side across is unbounded
+
+
 def test_the_threshold_is_the_users():
     records = cell("s", 1024, STEADY) + cell("s", 4096, [1.0] * 15 + [0.0] * 5)  # 75%
     assert verdict_of(records, "s", threshold=0.5).verdict == "holds"
