@@ -25,7 +25,7 @@ import contextlib
 import contextvars
 import inspect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,13 +263,10 @@ def register() -> str:
     return NAME
 
 
-@contextlib.contextmanager
-def kv_call(call: KvCall) -> Iterator[KvCall]:
-    token = ACTIVE.set(call)
-    try:
-        yield call
-    finally:
-        ACTIVE.reset(token)
+def kv_call(call: KvCall) -> contextlib.AbstractContextManager[KvCall]:
+    from lcbench.model import active
+
+    return active(ACTIVE, call)
 
 
 def kept_positions(

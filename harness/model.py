@@ -8,6 +8,7 @@ refused unless the suite allows it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import json
 import os
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lcbench.errors import UserError
 
@@ -117,6 +118,19 @@ def register_attention(name: str, attention: Any, mask: Any | None = None) -> No
 
     AttentionInterface.register(name, attention)
     AttentionMaskInterface.register(name, mask if mask is not None else sdpa_mask)
+
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def active(setting: contextvars.ContextVar[T], value: T) -> Iterator[T]:
+    """`setting` holds `value` inside: how a registered attention function learns its call's settings."""
+    token = setting.set(value)
+    try:
+        yield value
+    finally:
+        setting.reset(token)
 
 
 def resolve_device(device: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -155,10 +154,7 @@ def register() -> str:
     return NAME
 
 
-@contextlib.contextmanager
-def sparse_call(call: SparseCall) -> Iterator[SparseCall]:
-    token = ACTIVE.set(call)
-    try:
-        yield call
-    finally:
-        ACTIVE.reset(token)
+def sparse_call(call: SparseCall) -> contextlib.AbstractContextManager[SparseCall]:
+    from lcbench.model import active
+
+    return active(ACTIVE, call)
