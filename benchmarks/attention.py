@@ -6,7 +6,7 @@ decode speed from the bounded cache. Prints a markdown table and checks the targ
     python benchmarks/attention.py --lengths 4k,8k,16k,32k,64k,128k --device cuda
 
 Peak memory is the rise over the call: torch's allocator peak on a GPU, process RSS on a CPU
-(`lcbench.measure.MeasureMemory`, which first hands freed buffers back to the OS, so that each
+(`lcbench.run.measure.MeasureMemory`, which first hands freed buffers back to the OS, so that each
 call's peak is its own).
 """
 
@@ -21,16 +21,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lcbench.measure import MeasureMemory
+from lcbench.config.suite import parse_length
 from lcbench.model import Model, synchronize
+from lcbench.reference.models import reference_dir
+from lcbench.run.measure import MeasureMemory
 from lcbench.sparse.block_attention import block_sparse_attention
 from lcbench.sparse.block_list import EMPTY, BlockList, build_block_list
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.flex import flex_block_attention
 from lcbench.sparse.interface import register, sparse_call
 from lcbench.strategies.sparse import Sparse
-from lcbench.suite import parse_length
-from lcbench.sweep import reference_dir
 
 MiB = 1 << 20
 

@@ -2,7 +2,7 @@
 
 kvpress pins an older transformers (<5.3) than lcbench's, so the two cannot share a venv: one run
 in a kvpress venv dumps what kvpress keeps, a second run in lcbench's venv recomputes it with
-`lcbench.kv_compression.kept_positions` and compares. The tie between the runs is a tiny Llama
+`lcbench.kv.compression.kept_positions` and compares. The tie between the runs is a tiny Llama
 built from a config with fixed weights, saved as safetensors, and a fixed prompt of token ids.
 
     /work/kvpress-venv/bin/python benchmarks/kvpress_conformance.py dump --out DIR
@@ -190,9 +190,9 @@ def compare(directory: Path) -> int:
     """lcbench's kept sets on the same weights and context, held set by set against kvpress's: 0 if all are
     identical, 1 if any differs, 2 if lcbench has no kept_positions yet."""
     try:
-        from lcbench.kv_compression import kept_positions
+        from lcbench.kv.compression import kept_positions
     except ImportError as error:
-        print(f"lcbench.kv_compression.kept_positions is missing ({error}): nothing to compare yet", file=sys.stderr)
+        print(f"lcbench.kv.compression.kept_positions is missing ({error}): nothing to compare yet", file=sys.stderr)
         return 2
     from transformers import AutoModelForCausalLM
 

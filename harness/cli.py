@@ -9,14 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lcbench.cluster import EXECUTORS
 from lcbench.errors import UserError, did_you_mean
 from lcbench.prompt import FORMATS
-from lcbench.recommend import parse_latency, parse_memory
-from lcbench.suite import parse_length
+from lcbench.run.engines import EXECUTORS
+from lcbench.units import parse_bytes, parse_length, parse_mb, parse_seconds
 
 if TYPE_CHECKING:
-    from lcbench.sweep import RunOptions
+    from lcbench.run.chains import RunOptions
 
 EPILOG = """examples:
   lcbench run suites/mt.yaml
@@ -103,8 +102,8 @@ def parser() -> argparse.ArgumentParser:
         help="where each strategy breaks, and the best strategy within a memory and time budget at each measured length",
     )
     pick.add_argument("runs", type=Path, nargs="+", help="run folders, answered one after the other (never mixed)")
-    pick.add_argument("--memory", type=argument(parse_memory), help="peak memory budget, e.g. 5MB or 2G")
-    pick.add_argument("--latency", type=argument(parse_latency), help="latency budget per example, e.g. 1s or 500ms")
+    pick.add_argument("--memory", type=argument(parse_mb), help="peak memory budget, e.g. 5MB or 2G")
+    pick.add_argument("--latency", type=argument(parse_seconds), help="latency budget per example, e.g. 1s or 500ms")
     pick.add_argument("--min-quality", type=float, help="the headline quality a pick must reach")
     pick.add_argument("--length", type=argument(parse_length), help="answer at this measured length only, e.g. 4k")
     pick.add_argument("--threshold", type=float, help="a strategy breaks below this share of its shortest-length quality (0.9)")
@@ -135,7 +134,7 @@ def argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train-reference"]:  # its own options live with the trainer
-        from lcbench.train_reference import main as train_main
+        from lcbench.reference.train import main as train_main
 
         train_main(argv[1:])
         return 0
@@ -178,8 +177,8 @@ def select(suite_data: dict, names: str) -> list:
 
 
 def run_options(args: argparse.Namespace, device: str) -> RunOptions:
-    from lcbench.executor import Limits, default_isolation, parse_memory
-    from lcbench.sweep import RunOptions
+    from lcbench.run.chains import RunOptions
+    from lcbench.run.executor import Limits, default_isolation
 
     # a cluster executor always runs cells in a child process of its own (timeouts, caps, crashes as records)
     isolate = args.executor != "local" or (default_isolation(device) if args.isolate is None else args.isolate)
@@ -190,7 +189,7 @@ def run_options(args: argparse.Namespace, device: str) -> RunOptions:
     max_memory = None
     if args.max_memory is not None:
         try:
-            max_memory = parse_memory(args.max_memory)
+            max_memory = parse_bytes(args.max_memory)
         except ValueError:
             raise UserError(f"--max-memory: `{args.max_memory}` is not a size; write e.g. 8G or 512M") from None
     return RunOptions(
@@ -201,7 +200,7 @@ def run_options(args: argparse.Namespace, device: str) -> RunOptions:
 
 def cluster_settings(args: argparse.Namespace) -> dict[str, object]:
     """The executor's site settings: the profile's section, then the flags over it."""
-    from lcbench.cluster import read_profile
+    from lcbench.run.engines import read_profile
 
     if args.executor == "local":
         if args.profile is not None or args.no_wait:
@@ -222,10 +221,10 @@ def cluster_settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lcbench.preflight import preflight
-    from lcbench.run_dir import RunDir
-    from lcbench.suite import read_yaml, validate
-    from lcbench.sweep import run_suite
+    from lcbench.config.suite import read_yaml, validate
+    from lcbench.run.preflight import preflight
+    from lcbench.run.run_dir import RunDir
+    from lcbench.run.sweep import run_suite
 
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive number of examples, got {args.limit}")
@@ -234,8 +233,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError("give either a suite file or --resume RUN_DIR (the run folder holds its suite)")
         suite = validate(RunDir.resume(args.resume).suite_data, None, str(args.resume / "suite.json"))
         preflight(suite)
-        _, completed = run_suite(suite, "", str(args.resume / "suite.json"), options=run_options(args, suite.device))
-        return 0 if completed else 130
+        options = run_options(args, suite.device)
+        path, completed = run_suite(suite, "", str(args.resume / "suite.json"), options=options)
+        return finish(path, completed, options)
     if args.suite is None:
         raise UserError("give a suite file, e.g. `lcbench run suites/mt.yaml`, or --resume RUN_DIR")
     data, node, text = read_yaml(args.suite)
@@ -252,9 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_one(args: argparse.Namespace, data: dict[str, Any], node: Any, text: str) -> int:
-    from lcbench.preflight import preflight
-    from lcbench.suite import suite_hash, validate
-    from lcbench.sweep import run_suite
+    from lcbench.config.suite import suite_hash, validate
+    from lcbench.run.preflight import preflight
+    from lcbench.run.sweep import run_suite
 
     data = {**data, **{k: v for k, v in overrides(args).items() if v is not None}}
     if args.strategies:
@@ -269,13 +269,29 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], node: Any, text: str
         ]
     suite = validate(data, node, str(args.suite))
     preflight(suite)
-    _, completed = run_suite(suite, suite_hash(text), str(args.suite), options=run_options(args, suite.device))
+    options = run_options(args, suite.device)
+    path, completed = run_suite(suite, suite_hash(text), str(args.suite), options=options)
+    return finish(path, completed, options)
+
+
+def finish(path: Path, completed: bool, options: RunOptions | None = None) -> int:
+    """Write the report and say where it is; how to finish a run that stopped early, or whose
+    cluster jobs are still running. Returns the exit status: 130 where the run is not complete."""
+    from lcbench.analysis.report import headline, write_report
+
+    summary = write_report(path)
+    print(headline(summary))
+    print(f"\nresults in {path}/ (records.jsonl, summary.csv, report.md, env.json)")
+    if not completed and options is not None and options.cluster.get("wait") is False:
+        print(f"jobs still running: the report covers the cells collected; merge the rest with `lcbench collect {path}`")
+    elif not completed:
+        print(f"interrupted: the report covers the cells that ran; resume with `lcbench run --resume {path}`")
     return 0 if completed else 130
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from lcbench.preflight import preflight
-    from lcbench.suite import load_suite
+    from lcbench.config.suite import load_suite
+    from lcbench.run.preflight import preflight
 
     suite, _ = load_suite(args.suite, **overrides(args))
     preflight(suite)
@@ -288,15 +304,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from lcbench.registry import strategies, tasks
 
     for name, cls in sorted(strategies().items()):
-        print(f"strategy  {name:<14} {describe(cls)}")
+        print(f"strategy  {name:<14} {first_sentence(cls)}")
     for name, task_cls in sorted(tasks().items()):
-        print(f"task      {name:<14} {describe(task_cls)}")
+        print(f"task      {name:<14} {first_sentence(task_cls)}")
     for path in sorted(Path("suites").glob("*.yaml")):
         print(f"suite     {str(path):<14} {suite_comment(path)}")
     return 0
 
 
-def describe(cls: type) -> str:
+def first_sentence(cls: type) -> str:
     """The first sentence of a plugin's module docstring (one plugin per file), else its class's,
     whole even where it runs over several lines."""
     module = sys.modules.get(cls.__module__)
@@ -314,19 +330,17 @@ def suite_comment(path: Path) -> str:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from lcbench.cluster import engine
-    from lcbench.run_dir import RunDir
-    from lcbench.sweep import finish
+    from lcbench.run.engines import engine
+    from lcbench.run.run_dir import RunDir
 
     run_dir = RunDir.resume(args.run_dir)
     added = engine("slurm").collect_run(run_dir)
     print(f"collected {added} records into {run_dir.records_path}")
-    finish(run_dir, completed=True)
-    return 0
+    return finish(run_dir.path, completed=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lcbench.report import write_report
+    from lcbench.analysis.report import write_report
 
     if not args.run_dir.is_dir():
         raise UserError(f"`{args.run_dir}` is not a run folder; give one written by `lcbench run`")
@@ -336,7 +350,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from lcbench.compare import compare
+    from lcbench.analysis.compare import compare
 
     if len(args.runs) < 2:
         raise UserError("give at least two run folders: the first is the reference")
@@ -345,10 +359,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from lcbench.answer import Question, answer
-    from lcbench.recommend import Budget, measured_length
-    from lcbench.report import question_of
-    from lcbench.run_dir import Run, RunDir
+    from lcbench.analysis.answer import Question, answer
+    from lcbench.analysis.recommend import measured_length
+    from lcbench.analysis.report import question_of
+    from lcbench.analysis.runs import Run
+    from lcbench.config.budget import Budget
+    from lcbench.run.run_dir import RunDir
 
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise UserError(f"--threshold must be a share in (0, 1), e.g. 0.9; got {args.threshold}")
@@ -369,7 +385,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from lcbench.regress import regress
+    from lcbench.analysis.regress import regress
 
     limits = {
         "throughput": args.throughput,

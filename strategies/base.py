@@ -106,7 +106,7 @@ def framed(model: Model, example: Example) -> Framed:
     return Framed(model.encode(example.before), model.encode(example.after))
 
 
-def answer(model: Model, example: Example, context_ids: list[int]) -> Prediction:
+def predict(model: Model, example: Example, context_ids: list[int]) -> Prediction:
     """One model call on `context_ids` in the example's prompt: the common case."""
     prompt = framed(model, example)(context_ids)
     generation = model.generate(prompt, example.max_new_tokens(len(context_ids)))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy, answer
+from lcbench.strategies.base import Prediction, Strategy, predict
 from lcbench.tasks.base import Example
 
 
@@ -16,4 +16,4 @@ class Full(Strategy):
     level: ClassVar = "attention"
 
     def run(self, model: Model, example: Example) -> Prediction:
-        return answer(model, example, model.encode(example.context))
+        return predict(model, example, model.encode(example.context))

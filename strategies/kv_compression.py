@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lcbench.errors import did_you_mean
-from lcbench.kv_compression import METHODS, CompressedCache, KvCall, kv_call, layer_budgets, register
+from lcbench.kv.compression import METHODS, CompressedCache, KvCall, kv_call, layer_budgets, register
 from lcbench.model import Model
 from lcbench.strategies.base import Prediction, Strategy, Usage, framed
 from lcbench.tasks.base import Example

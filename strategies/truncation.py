@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy, answer, framed
+from lcbench.strategies.base import Prediction, Strategy, framed, predict
 from lcbench.tasks.base import Example
 
 
@@ -43,9 +43,9 @@ class Truncation(Strategy):
         if room <= 0:
             raise ValueError(f"budget {self.budget} leaves no room for the context beside the prompt around it")
         if len(context) <= room:
-            prediction = answer(model, example, context)
+            prediction = predict(model, example, context)
             return Prediction(prediction.text, prediction.usage, note="budget >= context: nothing was cut")
-        return answer(model, example, self.kept(context, room))
+        return predict(model, example, self.kept(context, room))
 
     def kept(self, ids: list[int], room: int) -> list[int]:
         if self.keep == "head":

@@ -29,7 +29,7 @@ ARCHS = ["llama", "qwen2", "smollm3"]
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from lcbench.tiny_model import save_tiny_model
+    from lcbench.reference.tiny_model import save_tiny_model
 
     root = tmp_path_factory.mktemp("models")
     return {arch: save_tiny_model(root / arch, arch) for arch in ARCHS}
@@ -87,7 +87,7 @@ def suite_file(tmp_path: Path, tiny_dir: Path):
 def reference():
     """The shipped translation model, loaded exactly as `model: reference` loads it for mt."""
     from lcbench.model import Model
-    from lcbench.sweep import reference_dir
+    from lcbench.reference.models import reference_dir
 
     return Model.load(reference_dir("mt"), device="cpu")
 
@@ -96,7 +96,7 @@ def reference():
 def lookup():
     """The shipped look-up model (the answer families), loaded as `model: reference` loads it."""
     from lcbench.model import Model
-    from lcbench.sweep import reference_dir
+    from lcbench.reference.models import reference_dir
 
     return Model.load(reference_dir("needle"), device="cpu")
 
@@ -107,7 +107,7 @@ def train_bpe(texts: list[str], vocab_size: int = 600):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from lcbench.tiny_model import with_chat_template
+    from lcbench.reference.tiny_model import with_chat_template
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -123,8 +123,8 @@ def train_bpe(texts: list[str], vocab_size: int = 600):
 def task_texts() -> list[str]:
     """Every synthetic task's examples in the plain and instruct formats: text to train a BPE on."""
     from lcbench.prompt import Prompter, Style
+    from lcbench.reference.word_tokenizer import WordCounter
     from lcbench.registry import tasks
-    from lcbench.word_tokenizer import WordCounter
 
     texts = []
     for cls in tasks().values():
@@ -149,7 +149,7 @@ def bpe():
 @pytest.fixture(scope="session")
 def chat_dirs(tmp_path_factory: pytest.TempPathFactory, bpe) -> dict[str, Path]:
     """Tiny Llamas whose tokenizers have a chat template: word-level ChatML and Llama 3, and the BPE."""
-    from lcbench.tiny_model import save_tiny_model
+    from lcbench.reference.tiny_model import save_tiny_model
 
     root = tmp_path_factory.mktemp("chat-models")
     dirs = {chat: save_tiny_model(root / chat, chat=chat) for chat in ("chatml", "llama3")}

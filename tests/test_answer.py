@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from lcbench.answer import Question, answer, pareto_sets
-from lcbench.breaking import breaking_lengths
+from lcbench.analysis.answer import Question, answer, pareto_sets
+from lcbench.analysis.breaking import breaking_lengths
+from lcbench.analysis.intervals import Interval, examples_to_settle, mean_interval, ratio_interval
+from lcbench.analysis.pareto import Option, dominated_by, dominates
+from lcbench.analysis.recommend import recommend
+from lcbench.analysis.runs import Run
+from lcbench.analysis.summary import strategy_order, summarize
 from lcbench.cli import main
-from lcbench.intervals import Interval, examples_to_settle, mean_interval, ratio_interval
-from lcbench.pareto import Option, dominated_by, dominates
-from lcbench.recommend import Budget, parse_latency, parse_memory, recommend
-from lcbench.records import Record, RecordWriter
-from lcbench.report import strategy_order
-from lcbench.run_dir import Run
-from lcbench.summary import summarize
+from lcbench.config.budget import Budget
+from lcbench.run.records import Record, RecordWriter
+from lcbench.units import parse_mb, parse_seconds
 
 LENGTHS = (1024, 4096, 16384)
 
@@ -162,12 +163,12 @@ def test_recommend_picks_the_best_within_the_budget_and_says_what_a_looser_one_b
 
 @pytest.mark.parametrize("text,mb", [("5MB", 5.0), ("5M", 5.0), ("2G", 2048.0), ("2 GiB", 2048.0), ("512k", 0.5), ("1.5mb", 1.5)])
 def test_memory_budgets_read_as_the_tables_print_them(text, mb):
-    assert parse_memory(text) == mb
+    assert parse_mb(text) == mb
 
 
 @pytest.mark.parametrize("text,seconds", [("1s", 1.0), ("500ms", 0.5), ("2min", 120.0), ("0.25", 0.25)])
 def test_latency_budgets(text, seconds):
-    assert parse_latency(text) == seconds
+    assert parse_seconds(text) == seconds
 
 
 def write_run(folder: Path, records: list[Record], recommend_section: dict | None = None) -> Path:
@@ -202,7 +203,7 @@ def test_recommend_answers_each_run_apart_and_refuses_to_extrapolate(tmp_path, c
 
 
 def test_the_report_opens_with_the_answer_and_the_suites_budgets(tmp_path):
-    from lcbench.report import write_report
+    from lcbench.analysis.report import write_report
 
     folder = write_run(tmp_path / "r", SYNTHETIC, {"memory": ["5MB", "20MB"]})
     write_report(folder)

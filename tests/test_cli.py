@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from lcbench.cli import main
-from lcbench.records import read_records
+from lcbench.run.records import read_records
 
 FILES = {"records.jsonl", "summary.csv", "report.md", "env.json"}
 
@@ -126,8 +126,8 @@ def test_an_execution_profile_is_checked_and_stays_out_of_the_suite(suite_file, 
 
 
 def test_the_report_warns_when_cells_ran_on_different_gpu_types():
-    from lcbench.records import Record
-    from lcbench.report import device_notes
+    from lcbench.analysis.report import device_notes
+    from lcbench.run.records import Record
 
     def record(strategy: str, gpu: str) -> Record:
         return Record("s", "needle", strategy, strategy, {}, 1024, "e", "k", gpu=gpu, host="h", device=f"cuda:0 {gpu}")

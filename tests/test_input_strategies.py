@@ -97,7 +97,7 @@ def test_bad_params_are_refused(cls, params, message):
 
 
 def test_budget_below_the_query_is_a_record_error_not_a_crash(reference):
-    from lcbench.runner import measure_example
+    from lcbench.run.runner import measure_example
 
     example = tasks()["needle"]().examples(reference, 128, 1, seed=0)[0]
     base = dict(suite="s", task="needle", strategy="b", strategy_name="blockwise", params={}, context_length=128, cell_key="k")

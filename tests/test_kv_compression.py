@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lcbench.cli import main
-from lcbench.kv_compression import METHODS, CompressedCache, KvCall, layer_budgets, prefill_scores
+from lcbench.kv.compression import METHODS, CompressedCache, KvCall, layer_budgets, prefill_scores
 from lcbench.strategies.full import Full
 from lcbench.strategies.kv_compression import KvCompression
 from lcbench.tasks.needle import Needle

@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from lcbench.measure import MeasureMemory, MemoryPeak, Sampler
+from lcbench.run.measure import MeasureMemory, MemoryPeak, Sampler
 
 
 @pytest.mark.parametrize("megabytes", [64, 256])
@@ -82,7 +82,7 @@ def test_a_measured_cell_reports_the_bytes_a_strategy_allocated(llama):
     """Through the runner's own path: a strategy that holds 96 MiB while it answers."""
     from dataclasses import dataclass
 
-    from lcbench.runner import measure_example
+    from lcbench.run.runner import measure_example
     from lcbench.strategies.base import Prediction, Strategy, Usage
     from lcbench.tasks.needle import Needle
 
@@ -103,7 +103,7 @@ def test_a_measured_cell_reports_the_bytes_a_strategy_allocated(llama):
 
 
 def test_appending_after_a_torn_last_line_keeps_the_file_readable(tmp_path):
-    from lcbench.records import Record, RecordWriter, read_records
+    from lcbench.run.records import Record, RecordWriter, read_records
 
     path = tmp_path / "records.jsonl"
     first = Record(

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from lcbench.cli import main
+from lcbench.config.suite import Suite
 from lcbench.model import Model, load_tokenizer
 from lcbench.prompt import SLOT, Frame, Prompter, Style, resolve_format
-from lcbench.records import PROMPTS
 from lcbench.registry import strategy_class, tasks
-from lcbench.runner import prompter_for
-from lcbench.suite import Suite
+from lcbench.run.records import PROMPTS
+from lcbench.run.runner import prompter_for
 from lcbench.tasks.base import Example
 
 SYNTHETIC = sorted(name for name, cls in tasks().items() if cls.vocabulary())

@@ -29,7 +29,7 @@ class KillsActor(Strategy):
             open(marker, "w").close()
             os.kill(os.getppid(), signal.SIGKILL)
             time.sleep(30)
-        return answer(model, example, model.encode(example.context))
+        return predict(model, example, model.encode(example.context))
 '''
 
 

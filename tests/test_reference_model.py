@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from lcbench.reference.models import reference_dir
 from lcbench.registry import strategies, tasks
 from lcbench.strategies.sparse import Sparse
 from lcbench.strategies.triton_fused import TritonFused
-from lcbench.sweep import reference_dir
 
 TRAINING_LENGTH = 256
 ANSWER_FAMILIES = ["needle", "vt", "aggregation", "dialogue", "code"]
@@ -113,7 +113,7 @@ def test_a_window_finds_the_needle_only_while_it_is_inside(lookup):
 @pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
 def test_model_reference_runs_each_task_on_its_own_shipped_model(isolate, tmp_path, capsys):
     from lcbench.cli import main
-    from lcbench.records import read_records
+    from lcbench.run.records import read_records
 
     suite = tmp_path / "both.yaml"
     suite.write_text(

@@ -10,7 +10,7 @@ import pytest
 from lcbench import registry
 from lcbench.cli import main
 from lcbench.errors import UserError
-from lcbench.records import read_records
+from lcbench.run.records import read_records
 
 
 def test_builtins_register_through_entry_points():

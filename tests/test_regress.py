@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from lcbench import runner
+from lcbench.analysis.compare import bootstrap_difference
 from lcbench.cli import main
-from lcbench.compare import bootstrap_difference
+from lcbench.run import runner
 from lcbench.strategies.truncation import Truncation
 
 STRATEGIES = "  - name: full\n  - {name: truncation, label: trunc-48, params: {budget: 48}}\n"

@@ -17,13 +17,13 @@ import pytest
 
 from lcbench import registry
 from lcbench.cli import main
-from lcbench.records import read_records
+from lcbench.run.records import read_records
 
 FAULTS_MODULE = """
 import os, signal, time
 from dataclasses import dataclass
 from typing import ClassVar
-from lcbench.strategies.base import Prediction, Strategy, Usage, answer
+from lcbench.strategies.base import Prediction, Strategy, Usage, predict
 
 @dataclass
 class Raises(Strategy):
@@ -57,13 +57,13 @@ class Slow(Strategy):
     name: ClassVar[str] = "fault_slow"
     def run(self, model, example):
         time.sleep(0.2)
-        return answer(model, example, model.encode(example.context))
+        return predict(model, example, model.encode(example.context))
 
 @dataclass
 class Fine(Strategy):
     name: ClassVar[str] = "fault_free"
     def run(self, model, example):
-        return answer(model, example, model.encode(example.context))
+        return predict(model, example, model.encode(example.context))
 """
 FAULTS = {
     "fault_raises": "Raises",

@@ -14,21 +14,22 @@ from pathlib import Path
 import pytest
 
 from lcbench import registry
-from lcbench.cli import main
+from lcbench.cli import finish, main
+from lcbench.config.plan import chains, plan
+from lcbench.config.suite import load_suite, validate
 from lcbench.errors import UserError
-from lcbench.plan import chains, plan
-from lcbench.records import read_records
-from lcbench.suite import load_suite, validate
-from lcbench.sweep import RunOptions, run_suite
+from lcbench.run.chains import RunOptions
+from lcbench.run.records import read_records
+from lcbench.run.sweep import run_suite
 from test_reliability import comparable, records_of
 
-slurm_executor = pytest.importorskip("lcbench.slurm_executor")  # the lcbench[slurm] extra: submitit
+slurm_executor = pytest.importorskip("lcbench.run.slurm_engine")  # the lcbench[slurm] extra: submitit
 
 PLUGIN = """
 import os, signal, time
 from dataclasses import dataclass
 from typing import ClassVar
-from lcbench.strategies.base import Strategy, answer
+from lcbench.strategies.base import Strategy, predict
 
 @dataclass
 class Preempted(Strategy):
@@ -45,7 +46,7 @@ class Preempted(Strategy):
             open(flag, "w").close()
             os.kill(os.getpid(), signal.SIGUSR2)
             time.sleep(60)  # the signal's handler requeues the job before this ends
-        return answer(model, example, model.encode(example.context))
+        return predict(model, example, model.encode(example.context))
 
 @dataclass
 class Exits(Strategy):
@@ -79,8 +80,8 @@ def plugin(tmp_path_factory, monkeypatch):
 COLLECT = """
 import sys
 from pathlib import Path
-from lcbench.run_dir import RunDir
-from lcbench.slurm_executor import collect_run
+from lcbench.run.run_dir import RunDir
+from lcbench.run.slurm_engine import collect_run
 print(collect_run(RunDir.resume(Path(sys.argv[1]))))
 """
 
@@ -88,7 +89,10 @@ print(collect_run(RunDir.resume(Path(sys.argv[1]))))
 def run_slurm(path: Path, **cluster: object) -> tuple[Path, bool]:
     """`lcbench run --executor slurm` with these site settings."""
     suite, suite_hash = load_suite(path)
-    return run_suite(suite, suite_hash, str(path), options=RunOptions(executor="slurm", cluster=dict(cluster)))
+    options = RunOptions(executor="slurm", cluster=dict(cluster))
+    run_path, completed = run_suite(suite, suite_hash, str(path), options=options)
+    finish(run_path, completed, options)  # the report, as `lcbench run` writes it
+    return run_path, completed
 
 
 def jobs_of(run_path: Path) -> list[dict]:

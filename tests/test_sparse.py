@@ -238,7 +238,7 @@ def test_chunked_prefill_gives_the_tokens_of_one_pass(llama):
 
 
 def test_chunked_prefill_memory_is_flat_in_the_prompt_length(reference):
-    from lcbench.measure import MeasureMemory
+    from lcbench.run.measure import MeasureMemory
     from lcbench.sparse.interface import register, sparse_call
 
     strategy = Sparse(pattern="sink_window", window=256, prefill_chunk=512)

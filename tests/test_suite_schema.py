@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from lcbench.config.suite import load_suite
 from lcbench.errors import UserError
-from lcbench.suite import load_suite, parse_length
+from lcbench.units import parse_length
 
 
 @pytest.mark.parametrize("text, tokens", [(4096, 4096), ("4096", 4096), ("4k", 4096), ("32K", 32768), ("1m", 1 << 20)])

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import SUITES
 from lcbench.cli import main
-from lcbench.records import read_records
-from lcbench.suite import load_suite
+from lcbench.config.suite import load_suite
+from lcbench.run.records import read_records
 
 
 @pytest.mark.parametrize("path", SUITES, ids=[p.name for p in SUITES])

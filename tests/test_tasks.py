@@ -14,7 +14,7 @@ SYNTHETIC = sorted(name for name, cls in tasks().items() if cls.vocabulary())
 
 @pytest.fixture(scope="module")
 def words():
-    from lcbench.train_reference import WordCounter, tokenizer_and_vocabulary
+    from lcbench.reference.train import WordCounter, tokenizer_and_vocabulary
 
     return WordCounter(tokenizer_and_vocabulary()[0])
 

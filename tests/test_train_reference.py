@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from lcbench.cli import main
 from lcbench.model import Model
-from lcbench.train_reference import RECIPES, Curriculum, Recipe, make_batch
+from lcbench.reference.train import RECIPES, Curriculum, Recipe, make_batch
 
 
 def test_batches_are_deterministic_and_follow_the_curriculum():
@@ -24,9 +24,9 @@ def test_batches_are_deterministic_and_follow_the_curriculum():
 
 
 def test_answer_families_get_several_questions_per_context():
+    from lcbench.reference.questions import more_questions
+    from lcbench.reference.train import WordCounter, tokenizer_and_vocabulary
     from lcbench.registry import tasks
-    from lcbench.train_reference import WordCounter, tokenizer_and_vocabulary
-    from lcbench.training_questions import more_questions
 
     counter = WordCounter(tokenizer_and_vocabulary()[0])
     import random
@@ -74,8 +74,8 @@ def test_lookup_batches_hold_every_answer_family_and_no_translation():
 
 
 def test_the_lookup_model_starts_as_its_seeded_circuit():
-    from lcbench.lookup_circuit import OFFSETS
-    from lcbench.train_reference import build_model, tokenizer_and_vocabulary
+    from lcbench.reference.lookup_circuit import OFFSETS
+    from lcbench.reference.train import build_model, tokenizer_and_vocabulary
 
     model = build_model(RECIPES["lookup"], tokenizer_and_vocabulary()[0])
     model.config._attn_implementation = "eager"
@@ -116,9 +116,9 @@ def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
 def test_a_cropped_context_is_answered_from_what_the_window_shows():
     import random
 
+    from lcbench.reference.questions import code_answer, crop, dialogue_answer, more_questions, needle_answer
+    from lcbench.reference.train import WordCounter, tokenizer_and_vocabulary
     from lcbench.registry import tasks
-    from lcbench.train_reference import WordCounter, tokenizer_and_vocabulary
-    from lcbench.training_questions import code_answer, crop, dialogue_answer, more_questions, needle_answer
 
     ask = str.split
     assert needle_answer(ask("x is b . a is c . a is d ."), ask("what is a ?")) == "c d"

@@ -7,9 +7,10 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from lcbench.records import Record
+from lcbench.run.records import Record
 
 CELL = ["task", "strategy", "context_length"]
+REFERENCE_STRATEGY = "full"  # the reference row of every table
 METRIC_SEPARATOR = "|"  # the `metrics` column: the cell's metric names, headline first
 SEVERITY = ["oom", "timeout", "error", "unavailable", "skipped", "ok"]  # first present names the cell
 
@@ -23,6 +24,12 @@ COST = {
     "calls": ("model calls", False, ".1f"),
     "tokens_processed": ("tokens processed", False, ".0f"),
 }
+
+
+def strategy_order(records: Sequence[Record]) -> list[str]:
+    """`full` first (the reference row), then the order of the suite."""
+    seen = list(dict.fromkeys(r.strategy for r in records))
+    return sorted(seen, key=lambda s: (s != REFERENCE_STRATEGY, seen.index(s)))
 
 
 def records_frame(records: Sequence[Record]) -> pd.DataFrame:

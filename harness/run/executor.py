@@ -8,7 +8,7 @@ and is the only writer of the run folder.
   in one cell becomes that cell's records and the sweep goes on. The child sends each record as
   its example finishes; when it dies, the rest of the cell is recorded `timeout` or `error` with
   the reason, and a new child serves the next cell.
-- Ray and Slurm executors (`lcbench.ray_executor`, `lcbench.slurm_executor`) spread chains of
+- Ray and Slurm executors (`lcbench.run.ray_engine`, `lcbench.run.slurm_engine`) spread chains of
   cells over many devices; each holds `Isolated` executors where the work runs.
 """
 
@@ -25,12 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lcbench.config.plan import Cell
+from lcbench.config.suite import Suite
 from lcbench.errors import UserError
 from lcbench.model import Model
-from lcbench.plan import Cell
-from lcbench.records import Record
-from lcbench.runner import ExampleCache, cell_record, run_cell
-from lcbench.suite import Suite
+from lcbench.run.records import Record
+from lcbench.run.runner import ExampleCache, cell_record, run_cell
 
 
 @dataclass(frozen=True)
@@ -180,17 +180,6 @@ def crash_message(exitcode: int | None, limits: Limits) -> str:
         hint = " (the system's out-of-memory killer sends SIGKILL; try --max-memory)" if -exitcode == signal.SIGKILL else ""
         return f"the cell's process was killed by signal {-exitcode} ({name}){hint}"
     return f"the cell's process exited with code {exitcode} before finishing its examples"
-
-
-def parse_memory(text: str) -> int:
-    """'8G', '512M', '1.5g' or a byte count -> bytes."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    value = text.strip().lower().removesuffix("b")
-    scale = units.get(value[-1:], 1)
-    number = float(value[:-1] if value[-1:] in units else value)
-    if number <= 0:
-        raise ValueError(text)
-    return int(number * scale)
 
 
 def default_isolation(device: str) -> bool:

@@ -8,36 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from lcbench.config.budget import Budget
 from lcbench.errors import UserError, did_you_mean
 from lcbench.model import DTYPES
-from lcbench.recommend import Budget, parse_latency, parse_memory
+from lcbench.reference.models import REFERENCE
+from lcbench.units import parse_length, parse_mb, parse_seconds
 
 MAX_LENGTH = 1 << 24  # 16M tokens: beyond any model's context; larger is a typo
 MAX_SAMPLES = 100_000
 MAX_FILE_BYTES = 1 << 20
 MAX_EXPANDED_NODES = 100_000  # values in a suite once YAML aliases are expanded
-REFERENCE = "reference"
-
-
-def parse_length(value: Any) -> int:
-    """4096, '4096', '4k' (= 4096), '32K', '1m' (= 1048576)."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a length: {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", value)
-        if match:
-            scale = {"": 1, "k": 1 << 10, "m": 1 << 20}[match.group(2).lower()]
-            return int(match.group(1)) * scale
-    raise ValueError(f"not a length: {value!r}; write a token count such as 4096 or 4k")
 
 
 Length = Annotated[int, BeforeValidator(parse_length), Field(gt=0, le=MAX_LENGTH)]
@@ -105,8 +91,8 @@ class Regress(Frozen):
     quality: NonNegative = 0.0  # absolute drop of the headline metric allowed
 
 
-MemoryBudget = Annotated[float, BeforeValidator(parse_memory)]
-LatencyBudget = Annotated[float, BeforeValidator(parse_latency)]
+MemoryBudget = Annotated[float, BeforeValidator(parse_mb)]
+LatencyBudget = Annotated[float, BeforeValidator(parse_seconds)]
 
 
 class Recommend(Frozen):

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from lcbench.suite import StrategySpec, Suite, TaskSpec
+from lcbench.config.suite import StrategySpec, Suite, TaskSpec
 
 
 @dataclass(frozen=True)

@@ -9,60 +9,17 @@ mixed: their costs are not comparable.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lcbench.analysis.intervals import mean_interval
+from lcbench.analysis.pareto import Option
+from lcbench.config.budget import Budget
 from lcbench.errors import UserError
-from lcbench.intervals import mean_interval
-from lcbench.pareto import Option
 
 if TYPE_CHECKING:
-    from lcbench.run_dir import Run
-
-MEMORY_UNITS = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0}  # to MB (2^20 bytes, as the tables print)
-TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "min": 60.0}
-
-
-def parse_memory(value: str | float) -> float:
-    """'5MB', '5M', '2G', '2 GiB', '512k', 5 (MB) -> MB."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*", str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"not a memory budget: {value!r}; write e.g. 5MB, 512k or 2G")
-    return float(match.group(1)) * MEMORY_UNITS[match.group(2).lower()]
-
-
-def parse_latency(value: str | float) -> float:
-    """'1s', '500ms', '2min', 0.5 (seconds) -> seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|ms|min)?\s*", str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"not a latency budget: {value!r}; write e.g. 1s, 500ms or 2min")
-    return float(match.group(1)) * TIME_UNITS[match.group(2) or ""]
-
-
-@dataclass(frozen=True)
-class Budget:
-    memory_mb: float | None = None
-    latency_s: float | None = None
-    min_quality: float | None = None
-
-    def admits(self, option: Option) -> bool:
-        for limit, cost in ((self.memory_mb, option.memory_mb), (self.latency_s, option.latency_s)):
-            if limit is not None and (cost is None or cost > limit):
-                return False
-        return self.min_quality is None or option.quality.value >= self.min_quality
-
-    def text(self) -> str:
-        parts = [f"peak memory <= {self.memory_mb:g} MB"] if self.memory_mb is not None else []
-        parts += [f"latency <= {self.latency_s:g} s"] if self.latency_s is not None else []
-        parts += [f"quality >= {self.min_quality:g}"] if self.min_quality is not None else []
-        return ", ".join(parts) or "no budget"
-
+    from lcbench.analysis.runs import Run
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -82,19 +39,19 @@ def options(run: Run, task: str, length: int) -> list[Option]:
     metric = run.headline(task)
     out = []
     for cell, row in run.cells.items():
-        if cell[0] != task or cell[2] != length or not metric:
+        if cell.task != task or cell.length != length or not metric:
             continue
         quality = mean_interval(run.values(cell, metric))
         if quality is None:
             continue
         params = run.ok_records[cell][0].params
-        out.append(Option(cell[1], quality, _number(row.get("peak_mem_mb")), _number(row.get("latency_s")), params))
+        out.append(Option(cell.strategy, quality, _number(row.get("peak_mem_mb")), _number(row.get("latency_s")), params))
     return out
 
 
 def recommend(candidates: Sequence[Option], budget: Budget) -> Recommendation:
     ranked = sorted(candidates, key=lambda o: (-o.quality.value, o.memory_mb or math.inf, o.latency_s or math.inf))
-    fitting = [o for o in ranked if budget.admits(o)]
+    fitting = [o for o in ranked if budget.admits(o.memory_mb, o.latency_s, o.quality.value)]
     best = fitting[0] if fitting else None
     runner_up = fitting[1] if len(fitting) > 1 else None
     floor = best.quality.value if best is not None else -math.inf
@@ -107,7 +64,7 @@ def recommend(candidates: Sequence[Option], budget: Budget) -> Recommendation:
 
 def measured_length(run: Run, length: int | None) -> list[int]:
     """The lengths to answer: all measured ones, or `length` where it was measured (refused otherwise)."""
-    measured = sorted({cell[2] for cell in run.cells})
+    measured = sorted({cell.length for cell in run.cells})
     if length is None:
         return measured
     if length > measured[-1]:
@@ -123,7 +80,7 @@ def measured_length(run: Run, length: int | None) -> list[int]:
     return [length]
 
 
-def describe(option: Option, metric: str) -> str:
+def option_text(option: Option, metric: str) -> str:
     """`recursive-256: chrf 99.623 [99.1, 99.9], 6.1 MB, 2.310 s`."""
     costs = [f"{option.memory_mb:.1f} MB" if option.memory_mb is not None else "memory n/a"]
     costs.append(f"{option.latency_s:.3f} s" if option.latency_s is not None else "latency n/a")

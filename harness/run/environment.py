@@ -40,7 +40,7 @@ def _cpu_model() -> str:
 def _gpu() -> dict[str, Any]:
     import torch
 
-    from lcbench.measure import load_nvml
+    from lcbench.run.measure import load_nvml
 
     info: dict[str, Any] = {"cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda}
     if info["cuda_available"]:

@@ -2,7 +2,7 @@
 
 Tests use them to run the real code paths on three architectures: Llama, Qwen2 (GQA, biases) and
 SmolLM3 with a layer without RoPE, as the shipped look-up model has.
-`python -m lcbench.tiny_model DIR` saves one as a model folder any suite can name.
+`python -m lcbench.reference.tiny_model DIR` saves one as a model folder any suite can name.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lcbench.word_tokenizer import build_word_tokenizer, prompt_vocabulary, task_vocabulary
+from lcbench.reference.word_tokenizer import build_word_tokenizer, prompt_vocabulary, task_vocabulary
 
 ARCHS = ("llama", "qwen2", "smollm3")
 ROLES = ("system", "user", "assistant")

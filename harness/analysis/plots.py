@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lcbench.summary import COST
+from lcbench.analysis.summary import COST
 
 PANELS = ("peak_mem_mb", "prefill_tok_s", "decode_tok_s")
 MARKERS = "osD^v<>pXh*"

@@ -16,15 +16,12 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
-
-from lcbench.executor import Isolated, Limits
-from lcbench.plan import Cell, Chain
-from lcbench.records import Record
-from lcbench.run_dir import RunDir
-from lcbench.runner import cell_record
-from lcbench.suite import Suite
-from lcbench.sweep import RunOptions, Skips, chain_model, interruptible, progress_bar, show_prompts, summarise
+from lcbench.config.plan import Cell, Chain
+from lcbench.config.suite import Suite
+from lcbench.run.chains import RunOptions, Sweep, chain_model, interruptible, progress_bar, show_prompts, summarise
+from lcbench.run.executor import Isolated, Limits
+from lcbench.run.records import Record
+from lcbench.run.runner import cell_record
 
 
 class CellRunner:
@@ -88,21 +85,22 @@ def actor_count(options: RunOptions) -> tuple[int, dict[str, float]]:
     return int(wanted or max(1, int(resources.get("CPU", 1) // cpus))), {"num_gpus": 0, "num_cpus": cpus}
 
 
-def run_chains(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, options: RunOptions, console: Console) -> bool:
-    """Run `todo` over the cluster; False if Ctrl-C stopped it early (cells in flight finish)."""
+def run_chains(sweep: Sweep) -> bool:
+    """Run the sweep's chains over the cluster; False if Ctrl-C stopped it early (cells in flight finish)."""
     import ray
 
-    started = connect(options)
+    started = connect(sweep.options)
     try:
-        return drive(suite, todo, run_dir, skips, options, console)
+        return drive(sweep)
     finally:
         if started:
             ray.shutdown()
 
 
-def drive(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, options: RunOptions, console: Console) -> bool:
+def drive(sweep: Sweep) -> bool:
     import ray
 
+    suite, todo, run_dir, skips, options = sweep.suite, sweep.todo, sweep.run_dir, sweep.skips, sweep.options
     count, resources = actor_count(options)
     remote: Any = ray.remote(max_restarts=0, max_task_retries=0, **resources)(CellRunner)  # type: ignore[call-overload]
 
@@ -113,9 +111,9 @@ def drive(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, option
     queue = collections.deque(Work(c, collections.deque(c.cells)) for c in sorted(todo, key=lambda c: -c.cost))
     slots = [new_slot() for _ in range(min(count, len(queue)))]
     running: dict[Any, tuple[Slot, Cell]] = {}
-    with interruptible() as interrupt, progress_bar(console) as progress:
+    with interruptible() as interrupt, progress_bar(sweep.console) as progress:
         overall = progress.add_task(
-            f"all cells on {len(slots)} Ray actors", total=sum(len(c.cells) for c in todo) * suite.samples
+            f"all cells on {len(slots)} Ray actors", total=sweep.cells * suite.samples
         )
 
         def record(cell: Cell, records: list[Record]) -> None:

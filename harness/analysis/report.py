@@ -13,22 +13,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from tabulate import tabulate
 
-from lcbench.answer import Question
-from lcbench.plots import plot_run
-from lcbench.records import Record, write_atomic
-from lcbench.summary import COST, summarize, task_metrics
+from lcbench.analysis.answer import Question
+from lcbench.analysis.plots import plot_run
+from lcbench.analysis.summary import COST, strategy_order, summarize, task_metrics
+from lcbench.run.records import Record, write_atomic
 
 if TYPE_CHECKING:
-    from lcbench.run_dir import RunDir
+    from lcbench.run.run_dir import RunDir
 
-REFERENCE_STRATEGY = "full"
 PLOTS = "plots"
-
-
-def strategy_order(records: Sequence[Record]) -> list[str]:
-    """`full` first (the reference row), then the order of the suite."""
-    seen = list(dict.fromkeys(r.strategy for r in records))
-    return sorted(seen, key=lambda s: (s != REFERENCE_STRATEGY, seen.index(s)))
 
 
 def _cell_text(row: pd.Series | None, column: str, fmt: str) -> str:
@@ -146,8 +139,9 @@ def render_markdown(
 def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     """(Re)write `summary.csv` and `report.md` in the run folder `path` from its records (those
     `run_dir` already read, where the caller has it)."""
-    from lcbench.answer import answer, pareto_sets
-    from lcbench.run_dir import Run, RunDir
+    from lcbench.analysis.answer import answer, pareto_sets
+    from lcbench.analysis.runs import Run
+    from lcbench.run.run_dir import RunDir
 
     folder = run_dir or RunDir(path)
     records = folder.records()
@@ -166,7 +160,7 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
 
 def question_of(suite_data: dict[str, Any]) -> Question:
     """What the suite asks of its report (`recommend:`): the breaking threshold and its budgets."""
-    from lcbench.suite import Recommend
+    from lcbench.config.suite import Recommend
 
     settings = Recommend.model_validate(suite_data.get("recommend") or {})
     return Question(settings.breaks_below, settings.budgets())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lcbench.intervals import Interval
+from lcbench.analysis.intervals import Interval
 
 TOLERANCE = 0.1  # costs within 10% of each other count as equal
 

@@ -1,8 +1,7 @@
 """The run folder and its one owner. `RunDir` creates, resumes and reads a run: its records
 (read once, appended one line at a time, synced, a torn tail repaired), the cells they finish, where
 strategies ran out of memory, `env.json` and `suite.json` (a broken one is a clear error), and the
-part files that cluster shards write and `collect` merges. `Run` is a finished run read back for
-`compare` and `regress`: records, summary and environment."""
+part files that cluster shards write and `collect` merges."""
 
 from __future__ import annotations
 
@@ -11,18 +10,14 @@ import functools
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from lcbench.config.plan import Cell
 from lcbench.errors import UserError
-from lcbench.plan import Cell as PlannedCell
-from lcbench.records import PROMPTS, RECORDS, Record, RecordWriter, read_records, write_atomic
+from lcbench.run.records import PROMPTS, RECORDS, Record, RecordWriter, read_records, write_atomic
 
 ENV, SUITE, PARTS = "env.json", "suite.json", "parts"
-Cell = tuple[str, str, int]  # (task, strategy label, context length): how runs are compared
 
 
 class RunDir:
@@ -104,7 +99,7 @@ class RunDir:
         if self._records is not None:
             self._records += records
 
-    def keep_finished(self, cells: Sequence[PlannedCell], samples: int) -> set[str]:
+    def keep_finished(self, cells: Sequence[Cell], samples: int) -> set[str]:
         """Keys of the cells whose records are all here. The records file is rewritten with those
         alone (atomically): a cell cut short, or a torn last line, is dropped to be rerun."""
         records = self.records()
@@ -144,84 +139,3 @@ class RunDir:
             write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in [*self.records(), *unique]))
             self._records = [*self.records(), *unique]
         return len(unique)
-
-
-@dataclass
-class Run:
-    path: Path
-    records: list[Record]
-    summary: pd.DataFrame
-    env: dict[str, Any]
-
-    @classmethod
-    def load(cls, path: Path, what: str = "run") -> Run:
-        from lcbench.report import strategy_order
-        from lcbench.summary import summarize
-
-        run_dir = RunDir(path)
-        if not run_dir.records_path.is_file():
-            raise UserError(f"{what} `{path}` has no {RECORDS}; give a folder written by `lcbench run`")
-        try:
-            records = run_dir.records()
-        except (ValueError, TypeError, KeyError) as exc:
-            raise UserError(
-                f"{what} `{run_dir.records_path}` is corrupt ({exc}); rerun it or restore it from version control"
-            ) from exc
-        if not records:
-            raise UserError(f"{what} `{run_dir.records_path}` holds no records; the run did not get to its first example")
-        return cls(path, records, summarize(records, strategy_order(records)), run_dir.env)
-
-    @property
-    def suite(self) -> str:
-        return self.records[0].suite
-
-    @functools.cached_property
-    def cells(self) -> dict[Cell, pd.Series]:
-        """The summary's rows by cell, computed once (compare and regress look cells up often)."""
-        return {(r["task"], r["strategy"], int(r["context_length"])): r for _, r in self.summary.iterrows()}
-
-    def headline(self, task: str) -> str | None:
-        from lcbench.summary import task_metrics
-
-        metrics = task_metrics(self.summary, task)
-        return metrics[0] if metrics else None
-
-    @functools.cached_property
-    def ok_records(self) -> dict[Cell, list[Record]]:
-        """Each cell's examples that ran, grouped once."""
-        grouped: dict[Cell, list[Record]] = {}
-        for r in self.records:
-            if r.status == "ok":
-                grouped.setdefault((r.task, r.strategy, r.context_length), []).append(r)
-        return grouped
-
-    def scores(self, cell: Cell, metric: str) -> dict[str, float]:
-        """example id -> the metric, over the cell's ok examples."""
-        return {r.example_id: r.metrics[metric] for r in self.ok_records.get(cell, []) if metric in r.metrics}
-
-    def values(self, cell: Cell, metric: str) -> list[float]:
-        """The metric of each of the cell's ok examples (repeated example ids each count)."""
-        return [float(r.metrics[metric]) for r in self.ok_records.get(cell, []) if r.metrics.get(metric) is not None]
-
-
-def shared_cells(a: Run, b: Run) -> list[Cell]:
-    """Cells both runs hold, or a clear error saying what differs."""
-    if a.suite != b.suite:
-        raise UserError(f"`{a.path}` ran suite `{a.suite}` and `{b.path}` ran `{b.suite}`; compare runs of one suite")
-    cells_a, cells_b = a.cells, b.cells
-    shared = [c for c in cells_a if c in cells_b]
-    if not shared:
-        raise UserError(
-            [
-                f"`{a.path}` and `{b.path}` share no cells (task, strategy, length)",
-                f"only in `{a.path}`: {', '.join(map(str, list(cells_a)[:8]))}",
-                f"only in `{b.path}`: {', '.join(map(str, list(cells_b)[:8]))}",
-            ]
-        )
-    return shared
-
-
-def environment_differences(a: Run, b: Run) -> list[str]:
-    """What differs between the machines and software of two runs, said up front."""
-    keys = ("device", "gpu", "cpu", "torch", "transformers", "lcbench", "python", "model")
-    return [f"{k}: {a.env.get(k)!r} vs {b.env.get(k)!r}" for k in keys if a.env.get(k) != b.env.get(k)]

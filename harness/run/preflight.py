@@ -8,17 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lcbench.config.suite import Suite, TaskSpec
 from lcbench.errors import UserError
 from lcbench.model import check_model_dir, go_offline, load_tokenizer
-from lcbench.runner import build_task, check_vocabulary, prompter_for
-from lcbench.suite import Suite, TaskSpec
+from lcbench.reference.models import model_path
+from lcbench.run.runner import build_task, check_vocabulary, prompter_for
 from lcbench.tasks.base import LengthError, Task
 
 
 def preflight(suite: Suite) -> None:
     """Every problem at once, as one `UserError`, or nothing."""
-    from lcbench.sweep import model_path
-
     go_offline()
     tokenizers: dict[Path, Any] = {}
     problems: list[str] = []
@@ -30,7 +29,7 @@ def preflight(suite: Suite) -> None:
         if found:
             problems += [f"{where}: {p}" for p in found]
             continue
-        path = model_path(suite, spec.name)
+        path = model_path(suite.model, spec.name)
         if path not in tokenizers:
             if check_model_dir(path, suite.trust_remote_code):
                 continue  # said by the suite's own checks

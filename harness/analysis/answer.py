@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from lcbench.breaking import THRESHOLD, Breaking, breaking_lengths
-from lcbench.pareto import TOLERANCE, Option, dominated_by
-from lcbench.recommend import Budget, describe, options, recommend, settings
+from lcbench.analysis.breaking import THRESHOLD, Breaking, breaking_lengths
+from lcbench.analysis.pareto import TOLERANCE, Option, dominated_by
+from lcbench.analysis.recommend import option_text, options, recommend, settings
+from lcbench.config.budget import Budget
 
 if TYPE_CHECKING:
-    from lcbench.run_dir import Run
+    from lcbench.analysis.runs import Run
 
 SHOWN_DOMINATORS = 2
 
@@ -31,7 +32,7 @@ class Question:
 def pareto_sets(run: Run, tolerance: float = TOLERANCE) -> dict[tuple[str, int], set[str]]:
     """(task, length) -> the strategies in its Pareto set: what the frontier plots mark."""
     out = {}
-    for task, length in dict.fromkeys((cell[0], cell[2]) for cell in run.cells):
+    for task, length in dict.fromkeys((cell.task, cell.length) for cell in run.cells):
         beaten = dominated_by(options(run, task, length), tolerance)
         out[(task, length)] = {strategy for strategy, by in beaten.items() if not by}
     return out
@@ -45,7 +46,7 @@ def answer(run: Run, question: Question = Question()) -> list[str]:
     lines = []
     for task, task_verdicts in verdicts.items():
         metric = run.headline(task) or "quality"
-        measured = sorted({cell[2] for cell in run.cells if cell[0] == task})
+        measured = sorted({cell.length for cell in run.cells if cell.task == task})
         lengths = [n for n in question.lengths if n in measured] or measured[-1:]
         choices = {length: options(run, task, length) for length in lengths}
         lines += [f"### {task} ({metric})", "", summary_sentence(task_verdicts, choices, question, metric), ""]
@@ -114,13 +115,13 @@ def budget_table(choices: dict[int, list[Option]], budgets: Sequence[Budget], me
         for budget in budgets:
             pick = recommend(found, budget)
             if pick.best is None:
-                cheapest = f"; the cheapest measured is {describe(pick.cheapest, metric)}" if pick.cheapest else ""
+                cheapest = f"; the cheapest measured is {option_text(pick.cheapest, metric)}" if pick.cheapest else ""
                 rows.append([length, budget.text(), f"nothing measured fits{cheapest}", "", ""])
                 continue
             runner = (
-                describe(pick.runner_up, metric) + (" (tied within noise)" if pick.tied else "") if pick.runner_up else "none"
+                option_text(pick.runner_up, metric) + (" (tied within noise)" if pick.tied else "") if pick.runner_up else "none"
             )
-            looser = describe(pick.looser, metric) if pick.looser else "nothing better was measured"
-            rows.append([length, budget.text(), f"{describe(pick.best, metric)} ({settings(pick.best)})", runner, looser])
+            looser = option_text(pick.looser, metric) if pick.looser else "nothing better was measured"
+            rows.append([length, budget.text(), f"{option_text(pick.best, metric)} ({settings(pick.best)})", runner, looser])
     headers = ["length", "budget", "best [95%]", "runner-up", "a looser budget buys"]
     return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)

@@ -10,15 +10,16 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lcbench.config.plan import Cell
+from lcbench.config.suite import Suite, TaskSpec
 from lcbench.errors import UserError
-from lcbench.measure import MeasureMemory
 from lcbench.model import Generation, Model
-from lcbench.plan import Cell
 from lcbench.prompt import Prompter, Style, bos_text, resolve_format
-from lcbench.records import Record
+from lcbench.reference.models import REFERENCE
 from lcbench.registry import strategy_class, task_class
+from lcbench.run.measure import MeasureMemory
+from lcbench.run.records import Record
 from lcbench.strategies.base import Prediction, Strategy
-from lcbench.suite import REFERENCE, Suite, TaskSpec
 from lcbench.tasks.base import Example, Task
 
 
@@ -112,7 +113,7 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_
     except Exception as exc:  # e.g. a length too short for the task: the cell fails, the run goes on
         for i in range(suite.samples):
             on_example()
-            yield cell_record(suite, cell, i, "error", describe(exc))
+            yield cell_record(suite, cell, i, "error", error_text(exc))
         return
     reason = strategy.unavailable_reason(model)
     if reason is None:
@@ -150,10 +151,10 @@ def measure_example(
                     prediction = strategy.run(model, example)
                 runs.append((prediction, time.perf_counter() - start))
     except oom_types() as exc:
-        record.status, record.message = "oom", describe(exc)
+        record.status, record.message = "oom", error_text(exc)
         return record
     except Exception as exc:
-        record.status, record.message = ("oom" if out_of_memory(exc) else "error"), describe(exc)
+        record.status, record.message = ("oom" if out_of_memory(exc) else "error"), error_text(exc)
         return record
     first = runs[0][0]
     answer = example.answer_of(first.text)
@@ -185,7 +186,7 @@ def out_of_memory(exc: BaseException) -> bool:
     return "can't allocate memory" in text or "out of memory" in text
 
 
-def describe(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     """`Type: message` and where it was raised: enough to act on without a traceback dump."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""

@@ -21,16 +21,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from lcbench.compare import bootstrap_difference
+from lcbench.analysis.compare import bootstrap_difference
+from lcbench.analysis.runs import CellId, Run, environment_differences, shared_cells
+from lcbench.analysis.summary import REFERENCE_STRATEGY
+from lcbench.config.suite import Regress
 from lcbench.errors import UserError
-from lcbench.report import REFERENCE_STRATEGY
-from lcbench.run_dir import SUITE, Cell, Run, RunDir, environment_differences, shared_cells
-from lcbench.suite import Regress
+from lcbench.run.run_dir import SUITE, RunDir
 
 
 @dataclass(frozen=True)
 class Finding:
-    cell: Cell
+    cell: CellId
     what: str
 
     def __str__(self) -> str:
@@ -46,9 +47,9 @@ def tolerances(run: Run, overrides: dict[str, float | None]) -> Regress:
     return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
-def relative(cells: dict[Cell, pd.Series], cell: Cell, column: str) -> float | None:
+def relative(cells: dict[CellId, pd.Series], cell: CellId, column: str) -> float | None:
     """The cell's figure divided by `full`'s at the same task and length, in the same run."""
-    reference = cells.get((cell[0], REFERENCE_STRATEGY, cell[2]))
+    reference = cells.get(CellId(cell.task, REFERENCE_STRATEGY, cell.length))
     mine = cells.get(cell)
     if reference is None or mine is None or reference["status"] != "ok" or mine["status"] != "ok":
         return None
@@ -58,14 +59,14 @@ def relative(cells: dict[Cell, pd.Series], cell: Cell, column: str) -> float | N
     return float(a) / float(b)
 
 
-def check_cell(base: Run, run: Run, cell: Cell, limits: Regress, deterministic: bool) -> list[Finding]:
+def check_cell(base: Run, run: Run, cell: CellId, limits: Regress, deterministic: bool) -> list[Finding]:
     was, now = base.cells[cell], run.cells[cell]
     if was["status"] == "ok" and now["status"] != "ok":
         return [Finding(cell, f"status ok -> {now['status']}: {now['message']}")]
     if was["status"] != "ok" or now["status"] != "ok":
         return []  # not ok in the baseline: nothing to hold it to
     found = []
-    metric = base.headline(cell[0])
+    metric = base.headline(cell.task)
     if metric is not None and not pd.isna(was.get(metric)) and pd.isna(now.get(metric)):
         found.append(Finding(cell, f"{metric} {float(was[metric]):.4f} -> missing"))
     elif metric is not None and not pd.isna(was.get(metric)):
@@ -80,7 +81,7 @@ def check_cell(base: Run, run: Run, cell: Cell, limits: Regress, deterministic: 
                 found.append(
                     Finding(cell, f"{metric} {before:.4f} -> {after:.4f}, 95% CI of the change {diff.low:+.4f}..{diff.high:+.4f}")
                 )
-    if cell[1] != REFERENCE_STRATEGY:
+    if cell.strategy != REFERENCE_STRATEGY:
         for column, higher_is_better in (("latency_s", False), ("prefill_tok_s", True)):
             b, r = relative(base.cells, cell, column), relative(run.cells, cell, column)
             if b is None or r is None:

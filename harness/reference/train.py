@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lcbench.training_questions import crop, more_questions
+from lcbench.reference.questions import crop, more_questions
 
 TRAIN_SEED_BASE = 1_000_000
 FAMILIES = {"mt": 3.0, "needle": 1.5, "vt": 1.0, "aggregation": 1.0, "dialogue": 1.0, "code": 1.0}
@@ -78,7 +78,7 @@ RECIPES = {
 
 
 def tokenizer_and_vocabulary() -> tuple[Any, list[str]]:
-    from lcbench.word_tokenizer import build_word_tokenizer, task_vocabulary
+    from lcbench.reference.word_tokenizer import build_word_tokenizer, task_vocabulary
 
     words = task_vocabulary()
     return build_word_tokenizer(words), words
@@ -196,7 +196,7 @@ def build_model(recipe: Recipe, tokenizer: Any) -> Any:
     if recipe.model == "lookup":
         from transformers import SmolLM3ForCausalLM
 
-        from lcbench import lookup_circuit
+        from lcbench.reference import lookup_circuit
 
         model = SmolLM3ForCausalLM(
             lookup_circuit.config(tokenizer, recipe.layers, recipe.hidden, recipe.heads, recipe.intermediate)
@@ -285,7 +285,7 @@ def save(model: Any, tokenizer: Any, out: Path, recipe: Recipe, log: list[dict[s
     tokenizer.save_pretrained(out)
     card: dict[str, Any] = {"recipe": asdict(recipe), "log": log[-50:]}
     if recipe.model == "lookup":  # a measuring instrument says what was set by hand
-        from lcbench import lookup_circuit
+        from lcbench.reference import lookup_circuit
 
         card["set_by_hand"] = lookup_circuit.__doc__
     (out / "training.json").write_text(json.dumps(card, indent=1))
@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         recipe = dataclasses.replace(Recipe(**resume["recipe"]), **({"steps": args.steps} if args.steps else {}))
     else:
         recipe = recipe_from(parser, args)
-    out = args.out or Path(__file__).parent / "reference" / recipe.model
+    out = args.out or Path(__file__).parent / recipe.model
     train(recipe, out, args.workers, save_every=args.save_every, stop_after=args.stop_after, init=args.init,
           checkpoint=checkpoint, resume=resume)  # fmt: skip
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from lcbench.records import write_atomic
-from lcbench.run_dir import Cell, Run, environment_differences, shared_cells
+from lcbench.analysis.runs import CellId, Run, environment_differences, shared_cells
+from lcbench.run.records import write_atomic
 
 RESAMPLES = 2000
 
@@ -61,12 +61,12 @@ def compare_rows(a: Run, b: Run) -> list[dict[str, object]]:
     cells_a, cells_b = a.cells, b.cells
     for cell in shared_cells(a, b):
         ra, rb = cells_a[cell], cells_b[cell]
-        row: dict[str, object] = {"task": cell[0], "strategy": cell[1], "context_length": cell[2], "run": str(b.path)}
+        row: dict[str, object] = {"task": cell.task, "strategy": cell.strategy, "context_length": cell.length, "run": str(b.path)}
         if ra["status"] != rb["status"]:
             row["status"] = f"{ra['status']} -> {rb['status']}"
         else:
             row["status"] = ra["status"]
-        metric = a.headline(cell[0])
+        metric = a.headline(cell.task)
         if metric and ra["status"] == "ok" and rb["status"] == "ok":
             diff = bootstrap_difference(a.scores(cell, metric), b.scores(cell, metric))
             row.update({"metric": metric, "a": ra.get(metric), "b": rb.get(metric)})
@@ -89,7 +89,7 @@ def _ratio(b: object, a: object) -> float | None:
         return None
 
 
-def _spread(a: Run, b: Run, cell: Cell) -> str:
+def _spread(a: Run, b: Run, cell: CellId) -> str:
     """The middle half (p25..p75) of per-example latency ratios B / A, where examples match."""
     la = {r.example_id: r.latency_s for r in a.records if (r.task, r.strategy, r.context_length) == cell and r.latency_s}
     lb = {r.example_id: r.latency_s for r in b.records if (r.task, r.strategy, r.context_length) == cell and r.latency_s}

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lcbench.intervals import Interval, examples_to_settle, mean_interval, ratio_interval
+from lcbench.analysis.intervals import Interval, examples_to_settle, mean_interval, ratio_interval
 
 if TYPE_CHECKING:
-    from lcbench.run_dir import Run
+    from lcbench.analysis.runs import Run
 
 THRESHOLD = 0.9
 FAILED = ("oom", "timeout", "error")  # a cell that could not finish: the strategy breaks there

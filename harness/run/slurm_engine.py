@@ -27,13 +27,13 @@ import submitit
 from rich.console import Console
 from submitit.core.utils import JobPaths, pickle_load
 
+from lcbench.config.plan import Chain, plan
+from lcbench.config.suite import Suite, validate
 from lcbench.errors import UserError
-from lcbench.plan import Chain, plan
-from lcbench.records import Record, RecordWriter, read_records, write_atomic
-from lcbench.run_dir import RunDir
-from lcbench.runner import cell_record
-from lcbench.suite import Suite, validate
-from lcbench.sweep import Local, RunOptions, Skips, chain_model, summarise
+from lcbench.run.chains import Local, RunOptions, Skips, Sweep, chain_model, summarise
+from lcbench.run.records import Record, RecordWriter, read_records, write_atomic
+from lcbench.run.run_dir import RunDir
+from lcbench.run.runner import cell_record
 
 JOBS = "jobs.json"  # under RUN_DIR/slurm: each shard's job id and cells, all `lcbench collect` needs
 CLUSTERS = ("slurm", "local", "debug")  # local and debug run the shards on this machine, to try a setup
@@ -206,17 +206,18 @@ def make_executor(folder: Path, settings: dict[str, Any], suite: Suite) -> submi
     return executor
 
 
-def run_chains(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, options: RunOptions, console: Console) -> bool:
-    """Submit `todo` as one job array and, unless told not to wait, wait for it and collect its
-    records; False when the run is not complete yet (not waiting, or Ctrl-C)."""
+def run_chains(sweep: Sweep) -> bool:
+    """Submit the sweep's chains as one job array and, unless told not to wait, wait for it and
+    collect its records; False when the run is not complete yet (not waiting, or Ctrl-C)."""
+    suite, run_dir, options, console = sweep.suite, sweep.run_dir, sweep.options, sweep.console
     settings = options.cluster
-    todo, submission = settle_earlier(suite, todo, run_dir, skips, console)
+    todo, submission = settle_earlier(sweep)
     if not todo:
         say(console, "every cell of this run already has its records")
         return True
     groups = pack(suite, todo, int(settings.get("array_parallelism") or PARALLELISM))
     names = [f"s{submission}-{i:03d}" for i in range(len(groups))]
-    shards = [Shard(n, suite, g, run_dir.part(n), options, skips.oom_at) for n, g in zip(names, groups)]
+    shards = [Shard(n, suite, g, run_dir.part(n), options, sweep.skips.oom_at) for n, g in zip(names, groups)]
     folder = Path(settings.get("folder") or run_dir.path / "slurm").expanduser().absolute()
     executor = make_executor(folder, settings, suite)
     try:
@@ -353,9 +354,10 @@ def read_jobs(run_dir: RunDir) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def settle_earlier(suite: Suite, todo: list[Chain], run_dir: RunDir, skips: Skips, console: Console) -> tuple[list[Chain], int]:
+def settle_earlier(sweep: Sweep) -> tuple[list[Chain], int]:
     """(the chains still to run, this submission's number). A resumed run's earlier jobs are
     collected first, so that no cell they ran runs twice; they must have ended."""
+    suite, todo, run_dir, skips, console = sweep.suite, sweep.todo, sweep.run_dir, sweep.skips, sweep.console
     info = read_jobs(run_dir)
     if info is None:
         return todo, 1

@@ -1,0 +1,1 @@
+"""What a run is asked to do: the suite file, validated and frozen, and the plan of its cells."""
