@@ -5,6 +5,12 @@ decode speed from the bounded cache. Prints a markdown table and checks the targ
     python benchmarks/attention.py                       # CPU: 4k..32k
     python benchmarks/attention.py --lengths 4k,8k,16k,32k,64k,128k --device cuda
 
+`--dtype auto` is bfloat16 on a GPU (float32 there sends GQA SDPA to the math backend, whose
+N x N scores run out of memory long before 32k) and float32 on a CPU. A path that runs out of
+memory at a length is a row that says `oom`, not a crash. The time targets that compare paths
+are calibrated on a CPU and are printed, not judged, on a GPU; the scaling and memory targets hold
+on both.
+
 Peak memory is the rise over the call: torch's allocator peak on a GPU, process RSS on a CPU
 (`lcbench.run.measure.MeasureMemory`, which first hands freed buffers back to the OS, so that each
 call's peak is its own).
@@ -21,16 +27,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lcbench.config.suite import parse_length
 from lcbench.model import Model, synchronize
 from lcbench.reference.models import reference_dir
 from lcbench.run.measure import MeasureMemory
 from lcbench.sparse.block_attention import block_sparse_attention
 from lcbench.sparse.block_list import EMPTY, BlockList, build_block_list
+from lcbench.sparse.block_runs import schedule
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.flex import flex_block_attention
 from lcbench.sparse.interface import register, sparse_call
 from lcbench.strategies.sparse import Sparse
+from lcbench.units import parse_length
 
 MiB = 1 << 20
 
@@ -56,7 +63,7 @@ def measure(fn: Callable[[], Any], device: str, repeats: int) -> tuple[float, fl
 
 def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
     g = torch.Generator(device=args.device).manual_seed(n)
-    dtype = getattr(torch, args.dtype)
+    dtype = bench_dtype(args)
     shape = dict(device=args.device, dtype=dtype, generator=g)
     q = torch.randn(1, args.heads, n, args.dim, **shape)  # type: ignore[call-overload]
     k = torch.randn(1, args.kv_heads, n, args.dim, **shape)  # type: ignore[call-overload]
@@ -79,10 +86,33 @@ def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
     for name, fn in paths.items():
         if name in args.skip:
             continue
-        row[f"{name}_s"], row[f"{name}_mib"] = measure(fn, args.device, 1 if name == "full" and n >= 16384 else args.repeats)
+        try:
+            row[f"{name}_s"], row[f"{name}_mib"] = measure(fn, args.device, 1 if name == "full" and n >= 16384 else args.repeats)
+        except torch.OutOfMemoryError:
+            row[f"{name}_oom"] = 1.0
+            torch.cuda.empty_cache()
     if "flex_s" in row:
         row["flex_s"] += row["build_s"]  # the flex path needs the same block list, built once per call
     return row
+
+
+def bench_dtype(args: argparse.Namespace) -> torch.dtype:
+    if args.dtype == "auto":
+        return torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    return getattr(torch, args.dtype)
+
+
+def cell(row: dict[str, float], path: str, unit: str, spec: str) -> str:
+    """A path's figure as the table prints it: `oom` where it ran out of memory, `n/a` where skipped."""
+    if row.get(f"{path}_oom"):
+        return "oom"
+    value = row.get(f"{path}_{unit}")
+    return "n/a" if value is None else format(value, spec)
+
+
+def quotient(row: dict[str, float], top: str, bottom: str) -> float | None:
+    a, b = row.get(top), row.get(bottom)
+    return a / b if a is not None and b else None
 
 
 def allowed_pairs(blocks: BlockList) -> int:
@@ -100,7 +130,7 @@ def useful_shares(blocks: BlockList) -> dict[str, float]:
     """Allowed pairs / pairs each path computes: SDPA causal the lower triangle, flex whole tiles,
     the block path its rows' bands and scattered keys."""
     allowed, n = allowed_pairs(blocks), blocks.n_q
-    band = sum(run.count * run.rows * run.keys for run in blocks.runs)
+    band = sum(run.count * run.rows * run.keys for run in schedule(blocks))
     return {
         "full_useful": allowed / (n * (n + 1) / 2),
         "blocks_useful": allowed / band,
@@ -139,7 +169,7 @@ def ratio(rows: list[dict[str, float]], key: str, n: int) -> float | None:
 def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: argparse.Namespace) -> list[str]:
     """The table, then each target with its measured figure; returns the failed targets."""
     print(
-        f"\nattention prefill, 1 x {args.heads} query heads / {args.kv_heads} KV heads x d{args.dim}, {args.dtype}, "
+        f"\nattention prefill, 1 x {args.heads} query heads / {args.kv_heads} KV heads x d{args.dim}, {bench_dtype(args)}, "
         f"sinks {args.sinks} + window {args.window}, tile {args.tile}, device {args.device}, {torch.get_num_threads()} threads\n"
     )
     print(
@@ -149,21 +179,27 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     nan = float("nan")
     for r in rows:
-        speedup = r["full_s"] / r["blocks_s"] if "full_s" in r else nan
-        vs_flex = r["blocks_s"] / r["flex_s"] if "flex_s" in r else nan
-        memory = r["blocks_mib"] / r["full_mib"] if r.get("full_mib") else nan
+        speedup, vs_flex = quotient(r, "full_s", "blocks_s"), quotient(r, "blocks_s", "flex_s")
+        memory = quotient(r, "blocks_mib", "full_mib")
         print(
-            f"| {int(r['n'])} | {r.get('full_s', nan):.3f} | {r['blocks_s']:.3f} | {r.get('flex_s', nan):.3f} | "
-            f"{r.get('full_mib', nan):.0f} | {r['blocks_mib']:.0f} | {r.get('flex_mib', nan):.0f} | {memory:.2f} | "
-            f"{r['full_useful']:.0%} / {r['blocks_useful']:.0%} / {r['flex_useful']:.0%} | {speedup:.1f}x | {vs_flex:.2f}x |"
+            f"| {int(r['n'])} | {cell(r, 'full', 's', '.3f')} | {cell(r, 'blocks', 's', '.3f')} | "
+            f"{cell(r, 'flex', 's', '.3f')} | "
+            f"{cell(r, 'full', 'mib', '.0f')} | {cell(r, 'blocks', 'mib', '.0f')} | {cell(r, 'flex', 'mib', '.0f')} | "
+            f"{memory if memory is not None else nan:.2f} | "
+            f"{r['full_useful']:.0%} / {r['blocks_useful']:.0%} / {r['flex_useful']:.0%} | "
+            f"{speedup if speedup is not None else nan:.1f}x | {vs_flex if vs_flex is not None else nan:.2f}x |"
         )
     print("\n| N | decode tok/s (bounded cache, reference model) | cached tokens |\n|---|---|---|")
     for d in decodes:
         print(f"| {int(d['n'])} | {d['decode_tok_s']:.1f} | {int(d['cache_tokens'])} |")
     failed: list[str] = []
+    on_gpu = args.device.startswith("cuda")
 
-    def check(name: str, value: float | None, ok: bool) -> None:
+    def check(name: str, value: float | None, ok: bool, cpu_only: bool = False) -> None:
         if value is None:
+            return
+        if cpu_only and on_gpu:  # calibrated on a CPU: a GPU's kernels rank the paths otherwise
+            print(f"- (CPU target, not judged on a GPU) {name}: {value:.2f}")
             return
         print(f"- {'PASS' if ok else 'FAIL'} {name}: {value:.2f}")
         if not ok:
@@ -179,19 +215,13 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
                 value = ratio(rows, f"{path}_s", n)
                 check(f"{path} time({2 * n})/time({n}) <= 2.2", value, value is not None and value <= 2.2)
     for r in rows:
-        if "full_mib" in r:
-            value = r["blocks_mib"] / r["full_mib"]
-            check(f"blocks/full memory at {int(r['n'])} <= 1", value, r["blocks_mib"] <= r["full_mib"])
-        if "flex_s" in r:
-            value = r["blocks_s"] / r["flex_s"]
-            check(f"blocks/flex time at {int(r['n'])} <= 1", value, r["blocks_s"] <= r["flex_s"])
+        value = quotient(r, "blocks_mib", "full_mib")
+        check(f"blocks/full memory at {int(r['n'])} <= 1", value, value is not None and value <= 1)
+        value = quotient(r, "blocks_s", "flex_s")
+        check(f"blocks/flex time at {int(r['n'])} <= 1", value, value is not None and value <= 1, cpu_only=True)
     longest = max(rows, key=lambda r: r["n"])
-    if "full_s" in longest:
-        check(
-            f"full/blocks time at {int(longest['n'])} >= 4",
-            longest["full_s"] / longest["blocks_s"],
-            longest["full_s"] >= 4 * longest["blocks_s"],
-        )
+    value = quotient(longest, "full_s", "blocks_s")
+    check(f"full/blocks time at {int(longest['n'])} >= 4", value, value is not None and value >= 4, cpu_only=True)
     if len(decodes) >= 2:
         first, last = decodes[0], decodes[-1]
         value = last["decode_tok_s"] / first["decode_tok_s"]
@@ -208,7 +238,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--kv-heads", type=int, default=2)
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on a GPU, float32 on a CPU")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--decode-tokens", type=int, default=128)

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lcbench.config.suite import parse_length
 from lcbench.sparse.block_list import BlockList, build_block_list
+from lcbench.units import parse_length
 
 TOKENS_PER_ROW = 1 << 17  # batch x heads is chosen so that batch x heads x N stays about constant
 

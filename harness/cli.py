@@ -75,7 +75,11 @@ def parser() -> argparse.ArgumentParser:
         help="run each cell in a child process (default: on where a GPU is used)",
     )
     run.add_argument("--cell-timeout", type=float, metavar="SECONDS", help="with --isolate: stop a cell after this long")
-    run.add_argument("--max-memory", metavar="SIZE", help="with --isolate: cap each cell's memory, e.g. 8G")
+    run.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="with --isolate: cap each cell's memory, e.g. 8G (on a GPU the allocator's share of it, on CPU the address space)",
+    )
     run.add_argument(
         "--no-skip-after-oom",
         dest="skip_after_oom",
@@ -304,7 +308,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from lcbench.registry import strategies, tasks
 
     for name, cls in sorted(strategies().items()):
-        print(f"strategy  {name:<14} {first_sentence(cls)}")
+        print(f"strategy  {name:<14} [{cls.level}] {first_sentence(cls)}")
     for name, task_cls in sorted(tasks().items()):
         print(f"task      {name:<14} {first_sentence(task_cls)}")
     for path in sorted(Path("suites").glob("*.yaml")):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import inspect
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,6 +70,34 @@ def _stored_bytes(held: Any) -> int:
     if isinstance(held, (list, tuple)):
         return sum(_stored_bytes(value) for value in held)
     return 0
+
+
+HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?")
+
+
+@functools.cache
+def resolve_model(model: str) -> Path:
+    """A suite's or `--model`'s model as a folder: a local folder as it is, or a Hugging Face hub
+    id (`org/name`, `org/name@revision`) from the local Hugging Face cache. lcbench never
+    downloads at run time: a hub model not in the cache is a clear error with the command that
+    fetches it."""
+    local = Path(model).expanduser()
+    match = HUB_ID.fullmatch(model)
+    if local.exists() or match is None:
+        return local
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo, revision = match.group("repo"), match.group("revision")
+    try:
+        return Path(snapshot_download(repo, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        fetch = f"hf download {repo}" + (f" --revision {revision}" if revision else "")
+        raise UserError(
+            f"model `{model}` is neither a local folder nor in the Hugging Face cache (`{constants.HF_HUB_CACHE}`); "
+            f"lcbench does not download at run time: fetch it once with `{fetch}` (pip install huggingface_hub), "
+            "or give the folder it is saved in"
+        ) from None
 
 
 def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:
@@ -205,14 +235,20 @@ class Model:
         hf_logging.disable_progress_bar()  # lcbench shows its own progress
         device = resolve_device(device)
         tokenizer = load_tokenizer(path, trust_remote_code)
+        # On a GPU the weights load straight onto it (accelerate's device map): loading on the host
+        # first would cost host RAM the model's size, again for every replaced worker.
+        placement = {"device_map": device} if device.startswith("cuda") else {}
         hf_model = AutoModelForCausalLM.from_pretrained(
             path,
             local_files_only=True,
             trust_remote_code=trust_remote_code,
             dtype=resolve_dtype(dtype, device),
             attn_implementation="sdpa",
+            **placement,
         )
-        hf_model.to(device).eval()  # type: ignore[arg-type]
+        if not placement:
+            hf_model.to(device)  # type: ignore[arg-type]
+        hf_model.eval()
         return cls(hf_model, tokenizer, device, path.name)
 
     def encode(self, text: str) -> list[int]:
@@ -240,15 +276,16 @@ class Model:
         max_new_tokens: int,
         cache: Any | None = None,
         prefill_chunk: int = 0,
-        compress_at: int = 0,
-        compress: Callable[[], None] | None = None,
+        split_at: int = 0,
+        at_split: Callable[[], None] | None = None,
     ) -> Generation:
         """Greedy decoding: a prefill over `prompt`, then one token at a time from the cache
         (`cache`, empty, where a strategy brings its own, e.g. a bounded one). A `prefill_chunk`
         feeds the prompt that many tokens per forward call: with a bounded cache, prefill memory
-        then stays flat in the prompt length. `compress` runs once the first `compress_at` tokens
-        are in the cache (a KV compression method: after the context, before the question), and
-        counts as prefill time."""
+        then stays flat in the prompt length. `at_split` runs once the first `split_at` tokens are in
+        the cache (0: once the whole prompt is; never where `split_at` is past its end): the prefill
+        is cut there, so a strategy can change the cache before the rest of the prompt is read (KV
+        compression prunes it after the context, before the question). It counts as prefill time."""
         import torch
 
         if not prompt:
@@ -260,16 +297,15 @@ class Model:
             cache = {self._cache_keyword: kv}  # filled in place by every call
             step_size = prefill_chunk if prefill_chunk > 0 else len(prompt)
             cuts = sorted(
-                {*range(step_size, len(prompt), step_size), len(prompt)}
-                | ({compress_at} if 0 < compress_at < len(prompt) else set())
+                {*range(step_size, len(prompt), step_size), len(prompt)} | ({split_at} if 0 < split_at < len(prompt) else set())
             )
             begin, peak = 0, 0
             for end_at in cuts:
                 ids = torch.tensor([prompt[begin:end_at]], device=self.device)
                 out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
                 peak = max(peak, cache_bytes(kv))
-                if compress is not None and end_at == (compress_at or len(prompt)):
-                    compress()
+                if at_split is not None and end_at == (split_at or len(prompt)):
+                    at_split()
                 begin = end_at
             token, logprob = greedy(out.logits[0, -1])
             synchronize(self.device)

@@ -13,24 +13,24 @@ len(before) + len(context) + len(after) in the model's tokens, so a task can fil
 the requested length of the whole prompt, and a strategy that reads the context in pieces (blocks,
 chunks, a truncation) wraps every piece in the same `before` and `after`: each call is a
 well-formed prompt with the instruction and the question.
+
+Tasks take a `Prompter`: it counts tokens for them (`encode`, `decode`) and gives the prompt around
+the context (`frame`). A bare tokenizer is wrapped as `Prompter(tokenizer)`, the plain format.
 """
 
 from __future__ import annotations
 
+import inspect
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 Format = Literal["plain", "instruct", "chat"]
 FORMATS = ("plain", "instruct", "chat", "auto")
 PLAIN_TEMPLATE = "{context}\n{question}"
 # Stands for the context while a chat template renders: a private-use character no text contains.
 SLOT = "\ue000"
-
-
-class Tokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -91,25 +91,27 @@ def template_problems(template: str, known: tuple[str, ...], what: str = "templa
     return problems
 
 
-def plain_frame(tokenizer: Tokenizer, parts: Parts) -> Frame:
-    """Today's bare prompt: the context, a newline, the query (what the reference models read)."""
-    after = "\n" + parts.query
-    return Frame("", after, len(tokenizer.encode(after)))
+def takes_keyword(function: Any, name: str) -> bool:
+    """Whether `function` accepts the keyword argument `name` (by name or through `**kwargs`)."""
+    parameters = inspect.signature(function).parameters.values()
+    return any((p.name == name and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class Prompter:
     """Renders examples of one task in one style for one tokenizer. Tasks build their examples
-    through it: `encode` counts tokens and `frame` gives the prompt around the context."""
+    through it: `encode` counts tokens and `frame` gives the prompt around the context.
+
+    The tokenizer is a Hugging Face tokenizer, asked for the bare tokens of each part (no special
+    tokens: a BOS would be counted in every part), or a word counter whose `encode(text)` adds
+    none (`lcbench.reference.word_tokenizer.WordCounter`); which of the two is decided here, once.
+    """
 
     def __init__(self, tokenizer: Any, style: Style = Style()) -> None:
         self.tokenizer, self.style = tokenizer, style
+        self._no_specials = {"add_special_tokens": False} if takes_keyword(tokenizer.encode, "add_special_tokens") else {}
 
     def encode(self, text: str) -> list[int]:
-        encode = self.tokenizer.encode
-        try:
-            return list(encode(text, add_special_tokens=False))
-        except TypeError:  # a bare tokenizer (the Tokenizer protocol) has no such keyword
-            return list(encode(text))
+        return list(self.tokenizer.encode(text, **self._no_specials))
 
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
@@ -117,7 +119,9 @@ class Prompter:
     def frame(self, parts: Parts) -> Frame:
         style = self.style
         if style.format == "plain" and style.template == PLAIN_TEMPLATE:
-            return plain_frame(self, parts)
+            # The bare prompt: the context, a newline, the query (what the reference models read).
+            after = "\n" + parts.query
+            return Frame("", after, len(self.encode(after)))
         question = parts.query if style.format == "plain" else parts.question
         values = {**parts.fields, "question": question}
         user = style.template.format(**values, context=SLOT)
@@ -140,13 +144,6 @@ def render_chat(tokenizer: Any, user: str, system: str | None) -> str:
     if text.count(SLOT) != 1:
         raise ValueError("the chat template dropped or repeated the user's message; give the suite a `template` it keeps")
     return str(text)
-
-
-def frame_of(tokenizer: Tokenizer, parts: Parts) -> Frame:
-    """The prompt around the context for `parts`: a prompter's format, plain for a bare tokenizer."""
-    if isinstance(tokenizer, Prompter):
-        return tokenizer.frame(parts)
-    return plain_frame(tokenizer, parts)
 
 
 def has_chat_template(tokenizer: Any) -> bool:

@@ -1,9 +1,10 @@
 """The strategy contract: a small dataclass of settings with one `run(model, example)` method.
 
 Input-level strategies decide *what the model sees* and compose model calls; attention-level
-strategies decide *how the model attends* over the whole input. The runner treats both alike:
-it builds `cls(**params)` fresh for every cell and reads capabilities from class attributes,
-never from `isinstance`.
+strategies decide *how the model attends* over the whole input (`level`, shown by `lcbench ls`).
+The runner treats both alike: it builds `cls(**params)` fresh for every cell and asks the
+strategy what it needs (`unavailable_reason`; `problems` for `lcbench validate`), never
+`isinstance`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lcbench.errors import did_you_mean
-from lcbench.kv.compression import METHODS, CompressedCache, KvCall, kv_call, layer_budgets, register
+from lcbench.kv.compression import CompressedCache, KvCall, kv_call, layer_budgets, register
+from lcbench.kv.methods import METHODS, KvMethod, build_method
 from lcbench.model import Model
 from lcbench.strategies.base import Prediction, Strategy, Usage, framed
 from lcbench.tasks.base import Example
@@ -73,6 +74,10 @@ class KvCompression(Strategy):
             return sys.maxsize  # nothing dropped, not even while decoding: the cache of `full`
         return max(1, math.floor(tokens * (1.0 - self.compression_ratio)))
 
+    def kv_method(self) -> KvMethod:
+        """The method, with the settings it takes (the others' settings are left to them)."""
+        return build_method(self.method, window=self.window, kernel=self.kernel, sinks=self.sinks)
+
     def run(self, model: Model, example: Example) -> Prediction:
         frame, context = framed(model, example), model.encode(example.context)
         head = frame.before + context
@@ -80,12 +85,10 @@ class KvCompression(Strategy):
         layers = model.hf_model.config.get_text_config().num_hidden_layers
         scored = len(prompt) if self.question_aware else len(head)
         cache = CompressedCache(layers)
-        call = KvCall(
-            self.method, layer_budgets(self.budget(scored), layers, self.schedule), cache, self.window, self.kernel, self.sinks
-        )
+        call = KvCall(self.kv_method(), layer_budgets(self.budget(scored), layers, self.schedule), cache)
         with kv_call(call), model.attention(register()):
             generation = model.generate(
-                prompt, example.max_new_tokens(len(context)), cache=cache, compress_at=scored, compress=call.compress
+                prompt, example.max_new_tokens(len(context)), cache=cache, split_at=scored, at_split=call.compress
             )
         kept = sum(cache.layer(i).kept() for i in range(layers)) / layers
         extra = {"kv_kept_tokens": round(kept, 1), "kv_evicted": float(call.evicted)}

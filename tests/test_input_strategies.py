@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lcbench.prompt import Prompter
 from lcbench.registry import strategies, tasks
 from lcbench.strategies.blockwise import Blockwise
 from lcbench.strategies.dp_chunked import DpChunked
@@ -20,7 +21,7 @@ SMALL = {
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_each_strategy_on_each_family(name, family, reference):
-    example = tasks()[family]().examples(reference, 300, 1, seed=0)[0]
+    example = tasks()[family]().examples(Prompter(reference.tokenizer), 300, 1, seed=0)[0]
     prediction = strategies()[name](**SMALL[name]).run(reference, example)
     usage = prediction.usage
     assert usage.calls >= 2 and usage.prefill_tokens >= example.actual_length - 1
@@ -33,7 +34,7 @@ def test_each_strategy_on_each_family(name, family, reference):
 
 
 def test_recursive_translation_respects_its_memory_bound(reference):
-    example = tasks()["mt"]().examples(reference, 512, 1, seed=1)[0]
+    example = tasks()["mt"]().examples(Prompter(reference.tokenizer), 512, 1, seed=1)[0]
     strategy = Recursive(chunk_tokens=128, memory_tokens=48)
     calls = []
     original = reference.generate
@@ -60,14 +61,14 @@ def test_recursive_translation_respects_its_memory_bound(reference):
 
 
 def test_recursive_costs_more_than_blockwise(reference):
-    example = tasks()["mt"]().examples(reference, 512, 1, seed=2)[0]
+    example = tasks()["mt"]().examples(Prompter(reference.tokenizer), 512, 1, seed=2)[0]
     recursive = Recursive(chunk_tokens=256, memory_tokens=127).run(reference, example).usage
     blockwise = Blockwise(block_tokens=256).run(reference, example).usage
     assert recursive.calls > blockwise.calls and recursive.prefill_tokens > blockwise.prefill_tokens
 
 
 def test_dp_chunked_cuts_only_at_sentences(reference):
-    example = tasks()["mt"]().examples(reference, 700, 1, seed=3)[0]
+    example = tasks()["mt"]().examples(Prompter(reference.tokenizer), 700, 1, seed=3)[0]
     prediction = DpChunked(max_chunk_tokens=128).run(reference, example)
     assert prediction.extra["cuts_inside_units"] == 0
 
@@ -75,7 +76,7 @@ def test_dp_chunked_cuts_only_at_sentences(reference):
 def test_dp_chunked_says_when_there_are_no_boundaries(reference):
     import dataclasses
 
-    example = tasks()["needle"]().examples(reference, 300, 1, seed=0)[0]
+    example = tasks()["needle"]().examples(Prompter(reference.tokenizer), 300, 1, seed=0)[0]
     bare = dataclasses.replace(example, boundaries=())
     assert "no unit boundaries" in DpChunked(max_chunk_tokens=96).run(reference, bare).note
 
@@ -99,13 +100,13 @@ def test_bad_params_are_refused(cls, params, message):
 def test_budget_below_the_query_is_a_record_error_not_a_crash(reference):
     from lcbench.run.runner import measure_example
 
-    example = tasks()["needle"]().examples(reference, 128, 1, seed=0)[0]
+    example = tasks()["needle"]().examples(Prompter(reference.tokenizer), 128, 1, seed=0)[0]
     base = dict(suite="s", task="needle", strategy="b", strategy_name="blockwise", params={}, context_length=128, cell_key="k")
     record = measure_example(base, Blockwise(block_tokens=10), tasks()["needle"](), reference, example, repeats=1)
     assert record.status == "error" and "block_tokens 10 leaves" in record.message
 
 
 def test_recursive_translates_in_one_call_what_fits(reference):
-    example = tasks()["mt"]().examples(reference, 200, 1, seed=0)[0]
+    example = tasks()["mt"]().examples(Prompter(reference.tokenizer), 200, 1, seed=0)[0]
     prediction = Recursive(chunk_tokens=256, memory_tokens=127).run(reference, example)
     assert prediction.usage.calls == 1 and prediction.extra["depth"] == 0

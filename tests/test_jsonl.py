@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lcbench.errors import UserError
+from lcbench.prompt import Prompter
 from lcbench.tasks.jsonl import Jsonl, token_f1
 
 
@@ -29,23 +30,23 @@ def record(n_words: int, answer: str = "paris", length: int | None = None) -> di
 
 def test_records_by_measured_length(tmp_path):
     path = write(tmp_path / "data.jsonl", [record(10), record(100), record(120), record(500)])
-    examples = Jsonl(path=str(path), metric="exact_match").examples(Words(), 128, 5, seed=0)
+    examples = Jsonl(path=str(path), metric="exact_match").examples(Prompter(Words()), 128, 5, seed=0)
     assert [e.actual_length for e in examples] == [104, 124]  # context + 4 query words, in (64, 128]
     assert examples[0].id == "data-2" and examples[0].references == ("paris",)
 
 
 def test_records_by_length_field(tmp_path):
     path = write(tmp_path / "data.jsonl", [record(10, length=4096), record(12, length=8192), record(14, length=4096)])
-    examples = Jsonl(path=str(path)).examples(Words(), 4096, 5, seed=0)
+    examples = Jsonl(path=str(path)).examples(Prompter(Words()), 4096, 5, seed=0)
     assert [e.metadata["line"] for e in examples] == [1, 3]
     with pytest.raises(UserError, match=r"no record fits context length 1024 \(lengths in the file: \[4096, 8192\]\)"):
-        Jsonl(path=str(path)).examples(Words(), 1024, 5, seed=0)
+        Jsonl(path=str(path)).examples(Prompter(Words()), 1024, 5, seed=0)
 
 
 def test_broken_lines_are_named_file_and_line(tmp_path):
     path = write(tmp_path / "bad.jsonl", [record(100), "{not json", {"context": "a", "input": "b"}, record(100, answer=3)])
     with pytest.raises(UserError) as info:
-        Jsonl(path=str(path)).examples(Words(), 128, 5, seed=0)
+        Jsonl(path=str(path)).examples(Prompter(Words()), 128, 5, seed=0)
     problems = info.value.problems
     assert problems == [
         f"{path}:2: not valid JSON (Expecting property name enclosed in double quotes)",
@@ -56,18 +57,18 @@ def test_broken_lines_are_named_file_and_line(tmp_path):
 
 def test_broken_lines_skipped_and_counted_on_request(tmp_path):
     path = write(tmp_path / "bad.jsonl", [record(100), "[1, 2]", record(110)])
-    examples = Jsonl(path=str(path), on_error="skip").examples(Words(), 128, 5, seed=0)
+    examples = Jsonl(path=str(path), on_error="skip").examples(Prompter(Words()), 128, 5, seed=0)
     assert len(examples) == 2 and examples[0].metadata["skipped_lines"] == 1
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        Jsonl(path=str(tmp_path / "none.jsonl")).examples(Words(), 128, 1, seed=0)
+        Jsonl(path=str(tmp_path / "none.jsonl")).examples(Prompter(Words()), 128, 1, seed=0)
 
 
 def test_scoring_takes_the_best_reference(tmp_path):
     path = write(tmp_path / "d.jsonl", [{"context": "x " * 80, "input": "q", "answers": ["the eiffel tower", "eiffel"]}])
     task = Jsonl(path=str(path), metric="f1")
-    (example,) = task.examples(Words(), 128, 1, seed=0)
+    (example,) = task.examples(Prompter(Words()), 128, 1, seed=0)
     assert task.score("eiffel", example) == {"score": 1.0}
     assert token_f1("the big tower", "the eiffel tower") == pytest.approx(2 / 3)

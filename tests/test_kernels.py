@@ -13,6 +13,7 @@ pytest.importorskip("triton", reason="Triton is not installed: the kernels canno
 
 from lcbench.kernels.block_sparse_attention import block_sparse_attention, reference_attention  # noqa: E402
 from lcbench.kernels.decode_attention import decode_attention, reference_decode  # noqa: E402
+from lcbench.prompt import Prompter  # noqa: E402
 from lcbench.sparse.block_list import build_block_list  # noqa: E402
 from lcbench.sparse.reference import masked_attention  # noqa: E402
 from lcbench.strategies.sparse import PATTERNS, Sparse  # noqa: E402
@@ -127,7 +128,7 @@ def test_triton_fused_gives_full_attention_tokens_when_the_window_covers_everyth
     from lcbench.strategies.full import Full
     from lcbench.tasks.needle import Needle
 
-    example = Needle().examples(tiny_model, 80, 1, seed=2)[0]
+    example = Needle().examples(Prompter(tiny_model.tokenizer), 80, 1, seed=2)[0]
     fused = TritonFused(pattern=pattern, window=512, tile=32).run(tiny_model, example)
     assert fused.text == Full().run(tiny_model, example).text and "attends like full" in fused.note
 
@@ -135,7 +136,7 @@ def test_triton_fused_gives_full_attention_tokens_when_the_window_covers_everyth
 def test_triton_fused_gives_the_tokens_of_sparse(reference):
     from lcbench.tasks.mt import Mt
 
-    example = Mt().examples(reference, 96, 1, seed=4)[0]
+    example = Mt().examples(Prompter(reference.tokenizer), 96, 1, seed=4)[0]
     fused = TritonFused(pattern="sink_window", window=40, sinks=4, tile=32).run(reference, example)
     expected = Sparse(pattern="sink_window", window=40, sinks=4, tile=32).run(reference, example)
     assert fused.text == expected.text and fused.text

@@ -1,6 +1,7 @@
 """KV-cache compression: each method's scores and kept positions against a dense reference written
-out plainly (the full N x N attention), attention over the kept keys, ratio 0 against `full`,
-H2O and TOVA decoding 2,000 steps within their budget, and bad budgets refused by validate."""
+out plainly (the full N x N attention), attention over the kept keys, positions kept on the keys'
+device, ratio 0 against `full`, H2O and TOVA decoding 2,000 steps within their budget, and bad
+budgets refused by validate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from lcbench.cli import main
-from lcbench.kv.compression import METHODS, CompressedCache, KvCall, layer_budgets, prefill_scores
+from lcbench.kv.compression import CompressedCache, KvCall, layer_budgets
+from lcbench.kv.methods import METHODS, build_method, window_attention
+from lcbench.prompt import Prompter
 from lcbench.strategies.full import Full
 from lcbench.strategies.kv_compression import KvCompression
 from lcbench.tasks.needle import Needle
@@ -57,8 +60,8 @@ def reference_scores(method, query, key, window=16, kernel=5, sinks=4):
 @pytest.mark.parametrize("method", METHODS)
 def test_scores_and_kept_positions_match_a_dense_reference(method, qk):
     query, key = qk
-    call = KvCall(method, [40], CompressedCache(1), window=16, kernel=5)
-    scores = prefill_scores(call, query, key, 1 / math.sqrt(D))
+    call = KvCall(build_method(method, window=16, kernel=5), [40], CompressedCache(1))
+    scores = call.method.score(query, key, 1 / math.sqrt(D))
     expected = reference_scores(method, query, key)
     assert torch.allclose(scores, expected, atol=1e-5, rtol=1e-4)
     layer = call.cache.layer(0)
@@ -76,10 +79,10 @@ def test_scores_and_kept_positions_match_a_dense_reference(method, qk):
 def test_attention_over_the_kept_keys_equals_dense_attention_restricted_to_them(qk):
     query, key = qk
     value = torch.randn(1, KV_HEADS, N, D, generator=torch.Generator().manual_seed(2))
-    call = KvCall("snapkv", [40], CompressedCache(1), window=16)
+    call = KvCall(build_method("snapkv", window=16), [40], CompressedCache(1))
     layer = call.cache.layer(0)
     layer.update(key, value)
-    call.scores[0] = prefill_scores(call, query, key, 1 / math.sqrt(D))
+    call.scores[0] = call.method.score(query, key, 1 / math.sqrt(D))
     call.compress()
     new = torch.randn(1, HEADS, 1, D, generator=torch.Generator().manual_seed(3))
     out = F.scaled_dot_product_attention(new, layer.keys, layer.values, enable_gqa=True)
@@ -90,6 +93,26 @@ def test_attention_over_the_kept_keys_equals_dense_attention_restricted_to_them(
         assert torch.allclose(out[0, h], weights @ value[0, kv, kept], atol=1e-5)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_positions_stay_on_the_keys_device(method):
+    """On a GPU the kept indices come from scores there; positions left on the CPU would meet them in
+    `gather` and raise. No GPU here: the meta device stands in for one (CPU indices included)."""
+    meta = torch.device("meta")
+    query, key = torch.empty(1, HEADS, N, D, device=meta), torch.empty(1, KV_HEADS, N, D, device=meta)
+    call = KvCall(build_method(method, window=16), [40], CompressedCache(1))
+    layer = call.cache.layer(0)
+    layer.update(key, key)
+    assert layer.positions.device == meta
+    call.scores[0] = call.method.score(query, key, 1 / math.sqrt(D))
+    call.compress()
+    assert layer.positions.device == layer.keys.device == meta and layer.kept() == 40
+    keys, _ = layer.update(key[:, :, :1], key[:, :, :1])
+    call.follow(0, window_attention(query[:, :, :1], keys, 1 / math.sqrt(D), 40), HEADS // KV_HEADS)
+    assert layer.positions.device == meta and layer.kept() == (40 if method in ("h2o", "tova") else 41)
+    layer.keep(torch.arange(8).expand(KV_HEADS, 8))  # indices from elsewhere
+    assert layer.positions.device == layer.keys.device == meta and layer.positions.shape == (KV_HEADS, 8)
+
+
 def test_pyramid_budgets_taper_and_keep_the_total():
     budgets = layer_budgets(100, 5, "pyramid")
     assert budgets == sorted(budgets, reverse=True) and sum(budgets) == 500 and budgets[0] > 100 > budgets[-1]
@@ -98,7 +121,7 @@ def test_pyramid_budgets_taper_and_keep_the_total():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_ratio_zero_answers_as_full(method, llama):
-    for example in Needle(mode="mixed").examples(llama, 160, 3, seed=4):
+    for example in Needle(mode="mixed").examples(Prompter(llama.tokenizer), 160, 3, seed=4):
         kept = KvCompression(method=method, compression_ratio=0.0).run(llama, example)
         assert kept.text == Full().run(llama, example).text
         assert kept.extra["kv_evicted"] == 0
@@ -106,7 +129,7 @@ def test_ratio_zero_answers_as_full(method, llama):
 
 @pytest.mark.parametrize("method", ["h2o", "tova"])
 def test_h2o_and_tova_decode_two_thousand_steps_within_their_budget(method, llama):
-    example = Needle().examples(llama, 96, 1, seed=5)[0]
+    example = Needle().examples(Prompter(llama.tokenizer), 96, 1, seed=5)[0]
     example = dataclasses.replace(example, answer_tokens=2000)
     llama.eos_ids, saved = set(), llama.eos_ids  # no early stop: every one of the 2,000 steps runs
     try:

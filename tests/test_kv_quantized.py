@@ -8,6 +8,7 @@ import pytest
 
 from lcbench.cli import main
 from lcbench.model import cache_bytes
+from lcbench.prompt import Prompter
 from lcbench.strategies.full import Full
 from lcbench.strategies.kv_quantized import KvQuantized
 from lcbench.tasks.mt import Mt
@@ -51,7 +52,7 @@ def test_decoding_keeps_at_most_the_residual_window_in_full_precision(reference)
 
 
 def test_four_bits_translate_as_full_attention_does_and_two_bits_lose_some(reference):
-    examples = Mt().examples(reference, 256, 4, seed=2)
+    examples = Mt().examples(Prompter(reference.tokenizer), 256, 4, seed=2)
     full = [Full().run(reference, e).text for e in examples]
     four = [KvQuantized(nbits=4, residual_length=16).run(reference, e).text for e in examples]
     two = [KvQuantized(nbits=2, residual_length=16).run(reference, e).text for e in examples]

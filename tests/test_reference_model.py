@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from lcbench.prompt import Prompter
 from lcbench.reference.models import reference_dir
 from lcbench.registry import strategies, tasks
 from lcbench.strategies.sparse import Sparse
@@ -30,7 +31,7 @@ def test_each_task_has_a_shipped_model_as_safetensors(task):
 
 def test_translates_at_its_training_length(reference):
     task = tasks()["mt"]()
-    examples = task.examples(reference, TRAINING_LENGTH, 4, seed=0)
+    examples = task.examples(Prompter(reference.tokenizer), TRAINING_LENGTH, 4, seed=0)
     scores = [task.score(strategies()["full"]().run(reference, e).text, e) for e in examples]
     chrf = sum(s["chrf"] for s in scores) / len(scores)
     doc_acc = sum(s["doc_acc"] for s in scores) / len(scores)
@@ -39,13 +40,13 @@ def test_translates_at_its_training_length(reference):
 
 def test_full_attention_degrades_past_the_training_length(reference):
     task = tasks()["mt"]()
-    (example,) = task.examples(reference, 4 * TRAINING_LENGTH, 1, seed=0)
+    (example,) = task.examples(Prompter(reference.tokenizer), 4 * TRAINING_LENGTH, 1, seed=0)
     assert task.score(strategies()["full"]().run(reference, example).text, example)["chrf"] < 80
 
 
 def answer_scores(model, family: str, strategy, length: int = TRAINING_LENGTH, n: int = 10) -> float:
     task = tasks()[family](**({"mode": "mixed"} if family == "needle" else {}))
-    examples = task.examples(model, length, n, seed=0)
+    examples = task.examples(Prompter(model.tokenizer), length, n, seed=0)
     return sum(task.score(strategy.run(model, e).text, e)[task.metrics[0]] for e in examples) / n
 
 
@@ -78,21 +79,21 @@ def test_every_registered_strategy_is_covered():
 
 @pytest.mark.parametrize("name", sorted(EVERY_STRATEGY))
 def test_every_strategy_that_sees_the_whole_input_answers_as_full_attention(lookup, name):
-    example = tasks()["needle"](mode="multikey").examples(lookup, TRAINING_LENGTH, 1, seed=3)[0]
+    example = tasks()["needle"](mode="multikey").examples(Prompter(lookup.tokenizer), TRAINING_LENGTH, 1, seed=3)[0]
     expected = strategies()["full"]().run(lookup, example).text
     assert expected == example.references[0]
     assert strategies()[name](**EVERY_STRATEGY[name]).run(lookup, example).text == expected
 
 
 def test_chunked_prefill_over_the_bounded_cache_gives_one_pass_tokens(lookup):
-    example = tasks()["needle"](mode="multikey").examples(lookup, 600, 1, seed=4)[0]
+    example = tasks()["needle"](mode="multikey").examples(Prompter(lookup.tokenizer), 600, 1, seed=4)[0]
     one_pass = Sparse(pattern="sink_window", sinks=4, window=128, tile=32, prefill_chunk=0).run(lookup, example)
     chunked = Sparse(pattern="sink_window", sinks=4, window=128, tile=32, prefill_chunk=64).run(lookup, example)
     assert chunked.text == one_pass.text
 
 
 def test_triton_fused_gives_the_tokens_of_sparse_on_the_lookup_model(lookup):
-    example = tasks()["dialogue"]().examples(lookup, 128, 1, seed=1)[0]
+    example = tasks()["dialogue"]().examples(Prompter(lookup.tokenizer), 128, 1, seed=1)[0]
     settings = {"pattern": "sink_window", "window": 40, "sinks": 4, "tile": 32}
     assert TritonFused(**settings).run(lookup, example).text == Sparse(**settings).run(lookup, example).text
 
@@ -101,7 +102,7 @@ def test_a_window_finds_the_needle_only_while_it_is_inside(lookup):
     """Position means what it says on a layer without RoPE too: a window keeps what is near the
     question, and the sinks what opens the context (a needle at depth 0 is the 4 sink tokens)."""
     needle = tasks()["needle"](mode="multikey", absent_share=0.0, depths=(0.0, 0.5, 1.0))
-    examples = needle.examples(lookup, 1024, 15, seed=5)
+    examples = needle.examples(Prompter(lookup.tokenizer), 1024, 15, seed=5)
     window = Sparse(pattern="sink_window", sinks=4, window=128, tile=32)
     found = {
         depth: [window.run(lookup, e).text == e.references[0] for e in examples if e.metadata["depth"] == depth]

@@ -23,7 +23,7 @@ from lcbench.run.records import read_records
 from lcbench.run.sweep import run_suite
 from test_reliability import comparable, records_of
 
-slurm_executor = pytest.importorskip("lcbench.run.slurm_engine")  # the lcbench[slurm] extra: submitit
+slurm_engine = pytest.importorskip("lcbench.run.slurm_engine")  # the lcbench[slurm] extra: submitit
 
 PLUGIN = """
 import os, signal, time
@@ -103,7 +103,7 @@ def wait_until_ended(run_path: Path, limit_s: float = 300) -> None:
     info = json.loads((run_path / "slurm" / "jobs.json").read_text())
     deadline = time.monotonic() + limit_s
     while any(
-        slurm_executor.job_state(info["cluster"], Path(info["folder"]), j["job_id"])[0] in slurm_executor.UNFINISHED
+        slurm_engine.job_state(info["cluster"], Path(info["folder"]), j["job_id"])[0] in slurm_engine.UNFINISHED
         for j in info["jobs"]
     ):
         assert time.monotonic() < deadline, "the local jobs did not end"
@@ -172,7 +172,7 @@ def test_ctrl_c_leaves_the_jobs_running_and_a_resume_collects_them(suite_file, t
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(slurm_executor, "wait_for", interrupted)
+    monkeypatch.setattr(slurm_engine, "wait_for", interrupted)
     run_path, completed = run_slurm(path, cluster="local")
     assert not completed
     err = capsys.readouterr().err
@@ -205,21 +205,21 @@ def test_shards_pack_chains_per_model_costliest_first(suite_file):
         suite_file("", "".join(f"  - {{name: truncation, label: t{b}, params: {{budget: {b}}}}}\n" for b in (8, 16, 24)))
     )
     todo = chains(plan(suite, suite_hash))
-    assert [len(s) for s in slurm_executor.pack(suite, todo, 2)] == [2, 1]
-    assert [len(s) for s in slurm_executor.pack(suite, todo, 8)] == [1, 1, 1]
+    assert [len(s) for s in slurm_engine.pack(suite, todo, 2)] == [2, 1]
+    assert [len(s) for s in slurm_engine.pack(suite, todo, 8)] == [1, 1, 1]
 
 
 @pytest.mark.parametrize(
     "text,expected", [("90", 90), (45, 45), ("01:30:00", 90), ("10:30", 11), ("1-00", 1440), ("2-01:30", 2970)]
 )
 def test_slurm_time_limits(text, expected):
-    assert slurm_executor.minutes(text) == expected
+    assert slurm_engine.minutes(text) == expected
 
 
 @pytest.mark.parametrize("text", ["soon", "0", "1:2:3:4", ""])
 def test_a_bad_slurm_time_is_a_clear_error(text):
     with pytest.raises(UserError, match="not a time limit"):
-        slurm_executor.minutes(text)
+        slurm_engine.minutes(text)
 
 
 def test_without_slurm_it_says_how_to_try_it_locally(suite_file, monkeypatch):

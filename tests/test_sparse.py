@@ -10,6 +10,7 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from lcbench.model import Model
 from lcbench.sparse.block_attention import block_sparse_attention
 from lcbench.sparse.block_list import build_block_list
+from lcbench.sparse.block_runs import schedule
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.reference import masked_attention
 from lcbench.strategies.full import Full
@@ -117,7 +118,7 @@ def test_block_path_on_non_contiguous_inputs_with_an_offset():
 def test_block_path_visits_the_window_and_sinks_not_whole_edge_tiles():
     n = 4096
     blocks = build_block_list(Sparse(pattern="sink_window", window=512, sinks=4).mask(n, 0), torch.arange(n), 0, n, 128)
-    interior = max(blocks.runs, key=lambda run: run.count)
+    interior = max(schedule(blocks), key=lambda run: run.count)
     assert interior.count >= n // 64 - 12  # one strided run covers every row past the first window
     assert interior.width == 512 + 63 and interior.scattered is not None and interior.scattered.tolist() == [[0, 1, 2, 3]]
     assert interior.band_mask is not None  # one mask for every row, made once

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from lcbench.prompt import Prompter
 from lcbench.registry import strategies
 from lcbench.strategies.base import Prediction
 from lcbench.strategies.truncation import Truncation
@@ -16,7 +17,7 @@ STRATEGY_PARAMS = {"truncation": {"budget": 48}}
 
 @pytest.fixture(scope="module")
 def example(llama):
-    return Needle().examples(llama, 96, 1, seed=3)[0]
+    return Needle().examples(Prompter(llama.tokenizer), 96, 1, seed=3)[0]
 
 
 @pytest.mark.parametrize("name", sorted(strategies()))
@@ -41,7 +42,7 @@ def test_a_strategy_carries_nothing_from_one_cell_to_the_next(name, llama, examp
     if used.unavailable_reason(llama) is not None:
         pytest.skip(used.unavailable_reason(llama))
     settings = dataclasses.asdict(used)
-    other = Needle().examples(llama, 128, 1, seed=7)[0]
+    other = Needle().examples(Prompter(llama.tokenizer), 128, 1, seed=7)[0]
     used.run(llama, other)
     assert used.run(llama, example).text == cls(**params).run(llama, example).text
     assert dataclasses.asdict(used) == settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from conftest import SUITES
 from lcbench.cli import main
@@ -34,7 +35,10 @@ def test_triton_fused_without_cuda_is_reported_unavailable_while_the_rest_runs(t
     (run_dir,) = tmp_path.iterdir()
     records = list(read_records(run_dir / "records.jsonl"))
     fused = [r for r in records if r.strategy.startswith("triton_fused")]
-    assert fused and all(r.status == "unavailable" and "CUDA" in r.message for r in fused)
     assert all(r.status == "ok" for r in records if not r.strategy.startswith("triton_fused"))
     report = (run_dir / "report.md").read_text()
-    assert "unavailable" in report and "triton_fused runs Triton kernels on a CUDA GPU" in report
+    if torch.cuda.is_available():  # a GPU machine runs the kernels: every cell answers
+        assert fused and all(r.status == "ok" for r in fused)
+    else:
+        assert fused and all(r.status == "unavailable" and "CUDA" in r.message for r in fused)
+        assert "unavailable" in report and "triton_fused runs Triton kernels on a CUDA GPU" in report

@@ -14,9 +14,10 @@ SYNTHETIC = sorted(name for name, cls in tasks().items() if cls.vocabulary())
 
 @pytest.fixture(scope="module")
 def words():
-    from lcbench.reference.train import WordCounter, tokenizer_and_vocabulary
+    from lcbench.prompt import Prompter
+    from lcbench.reference.train import tokenizer_and_vocabulary
 
-    return WordCounter(tokenizer_and_vocabulary()[0])
+    return Prompter(tokenizer_and_vocabulary()[0])
 
 
 def test_every_task_family_is_registered():

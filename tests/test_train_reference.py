@@ -24,11 +24,12 @@ def test_batches_are_deterministic_and_follow_the_curriculum():
 
 
 def test_answer_families_get_several_questions_per_context():
+    from lcbench.prompt import Prompter
     from lcbench.reference.questions import more_questions
-    from lcbench.reference.train import WordCounter, tokenizer_and_vocabulary
+    from lcbench.reference.train import tokenizer_and_vocabulary
     from lcbench.registry import tasks
 
-    counter = WordCounter(tokenizer_and_vocabulary()[0])
+    counter = Prompter(tokenizer_and_vocabulary()[0])
     import random
 
     for family in ["needle", "dialogue", "code", "vt"]:
@@ -116,8 +117,9 @@ def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
 def test_a_cropped_context_is_answered_from_what_the_window_shows():
     import random
 
+    from lcbench.prompt import Prompter
     from lcbench.reference.questions import code_answer, crop, dialogue_answer, more_questions, needle_answer
-    from lcbench.reference.train import WordCounter, tokenizer_and_vocabulary
+    from lcbench.reference.train import tokenizer_and_vocabulary
     from lcbench.registry import tasks
 
     ask = str.split
@@ -128,7 +130,7 @@ def test_a_cropped_context_is_answered_from_what_the_window_shows():
     assert code_answer(ask("def f ( p q ) : x end def g ( r"), ask("call f (")) == "p q )"
     assert code_answer(ask("def f ( p q ) : x end def g ( r"), ask("call g (")) == ""  # its parameters run past the window
 
-    counter = WordCounter(tokenizer_and_vocabulary()[0])
+    counter = Prompter(tokenizer_and_vocabulary()[0])
     rng = random.Random(0)
     answers = []
     for seed in range(30):

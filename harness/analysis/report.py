@@ -89,10 +89,15 @@ def environment_notes(env: dict[str, Any]) -> list[str]:
         f"{answered} on `{env.get('device')}` ({env.get('gpu') or env.get('cpu')}), "
         f"torch {env.get('torch')}, transformers {env.get('transformers')}, lcbench {env.get('lcbench')}"
     ]
-    if not env.get("cuda_available"):
-        notes.append("no CUDA here: peak memory is the process's peak RSS above its level before each example")
-    elif not env.get("nvml_available"):
-        notes.append("NVML is not available: GPU memory is torch's allocator peak, not the driver's view")
+    device = str(env.get("device", ""))
+    if not (device.startswith("cuda") or (device != "cpu" and env.get("cuda_available"))):
+        notes.append("peak memory is the process's peak RSS above its level before each example")
+    else:
+        view = "beside it" if env.get("nvml_available") else "not available here (no NVML)"
+        notes.append(
+            "peak memory is the GPU allocator's peak of allocated bytes above the level before each example "
+            f"(the strategy's own tensors); NVML's per-process view (CUDA context and cached blocks included) is {view}"
+        )
     return notes
 
 

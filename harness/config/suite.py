@@ -342,11 +342,15 @@ def plugin_problems(
 
 
 def model_problems(suite: Suite, node: yaml.Node | None) -> list[str]:
-    from lcbench.model import check_model_dir
+    from lcbench.model import check_model_dir, resolve_model
 
     if suite.model == REFERENCE:
         return []
-    return [locate(node, ("model",), p) for p in check_model_dir(Path(suite.model), suite.trust_remote_code)]
+    try:
+        path = resolve_model(suite.model)
+    except UserError as exc:
+        return [locate(node, ("model",), p) for p in exc.problems]
+    return [locate(node, ("model",), p) for p in check_model_dir(path, suite.trust_remote_code)]
 
 
 def _lenient(annotation: Any, value: Any, default: Any) -> Any:

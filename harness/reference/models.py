@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lcbench.model import resolve_model
+
 REFERENCE = "reference"  # the suite's `model:` that names the shipped models
 REFERENCE_DIR = Path(__file__).parent  # one folder per model, trained by `lcbench train-reference`
 # Translation has its own model; every answer family (and a user's jsonl data) goes to the look-up model.
@@ -17,8 +19,9 @@ def reference_dir(task: str) -> Path:
 
 
 def model_path(model: str, task: str) -> Path:
-    """The folder of the model that answers `task`, for a suite's `model:` (a folder or `reference`)."""
-    return reference_dir(task) if model == REFERENCE else Path(model)
+    """The folder of the model that answers `task`, for a suite's `model:` (`reference`, a local
+    folder, or a hub id found in the Hugging Face cache)."""
+    return reference_dir(task) if model == REFERENCE else resolve_model(model)
 
 
 def model_label(model: str, task: str) -> str:

@@ -84,16 +84,6 @@ def tokenizer_and_vocabulary() -> tuple[Any, list[str]]:
     return build_word_tokenizer(words), words
 
 
-class WordCounter:
-    """The tokenizer protocol tasks need, over the word-level tokenizer."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-
 @dataclass
 class Curriculum:
     """The longest prompt trained on, grown only once translation is learnt at the current one.
@@ -122,13 +112,14 @@ class Curriculum:
 def make_batch(args: tuple[Recipe, int, int, bool]) -> list[tuple[str, list[int], list[int]]]:
     """(family, prompt ids, answer ids + eos) for one step: deterministic in its arguments
     (recipe, step, longest prompt, whether the other families are in)."""
+    from lcbench.prompt import Prompter
     from lcbench.registry import tasks
     from lcbench.tasks.base import LengthError
 
     recipe, step, top, mixed = args
     rng = random.Random(f"train/{recipe.seed}/{step}")
     tokenizer, _ = _worker_tokenizer()
-    counter = WordCounter(tokenizer)
+    prompter = Prompter(tokenizer)
     # One length per step; once mixed, every batch holds translations and short answers, so
     # that each step's gradient keeps the translation signal (batches of short answers alone
     # undid it in trials).
@@ -149,18 +140,18 @@ def make_batch(args: tuple[Recipe, int, int, bool]) -> list[tuple[str, list[int]
         seed = TRAIN_SEED_BASE + (10**8 + step * recipe.answer_batch if answering else step * recipe.batch) + i
         index = variant(recipe, family, rng)
         try:
-            example = task.example(counter, max(low, length), seed, index)
+            example = task.example(prompter, max(low, length), seed, index)
         except LengthError:  # too short for this draw's fixed parts: take the longest allowed now
-            example = task.example(counter, max(top, 2 * low), seed, index)
+            example = task.example(prompter, max(top, 2 * low), seed, index)
         if rng.random() < recipe.crop_share:
             example = crop(family, example, rng)
-        ids = counter.encode(example.context) + counter.encode(example.after)
+        ids = prompter.encode(example.context) + prompter.encode(example.after)
         labels = [IGNORE] * len(ids)
         for k, (query, answer) in enumerate([(example.query, example.references[0]), *more_questions(family, example, rng)]):
             if k:  # further questions on the same context, after the previous answer's `</s>`
-                asked = counter.encode(query)
+                asked = prompter.encode(query)
                 ids, labels = ids + asked, labels + [IGNORE] * len(asked)
-            answered = counter.encode(answer) + [tokenizer.eos_token_id]
+            answered = prompter.encode(answer) + [tokenizer.eos_token_id]
             ids, labels = ids + answered, labels + answered
         batch.append((family, ids, labels))
     return batch

@@ -24,7 +24,9 @@ def task_vocabulary() -> list[str]:
 
 
 class WordCounter:
-    """Counts words and punctuation marks as `split_punctuation` does (ids are meaningless)."""
+    """Counts words and punctuation marks as `split_punctuation` does (ids are meaningless): wrapped
+    as `Prompter(WordCounter(), style)`, it measures prompts before a word tokenizer is built. It
+    adds no special tokens, so `encode` takes no `add_special_tokens`."""
 
     def encode(self, text: str) -> list[int]:
         return [0] * len(WORD.findall(text))

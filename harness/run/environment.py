@@ -42,15 +42,31 @@ def _gpu() -> dict[str, Any]:
 
     from lcbench.run.measure import load_nvml
 
+    # is_available and device_count ask NVML, not the driver: no CUDA context is made here, so a
+    # parent whose cells run in child processes (or on other nodes) holds no memory on GPU 0.
     info: dict[str, Any] = {"cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda}
     if info["cuda_available"]:
-        info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()
+        if torch.cuda.is_initialized():  # this process computes on a GPU already
+            info["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device())
     nvml = load_nvml()
     info["nvml_available"] = nvml is not None
     if nvml is not None:
         info["driver"] = nvml.nvmlSystemGetDriverVersion()
+        if info["cuda_available"] and "gpu" not in info:
+            info["gpu"] = _first_visible_gpu_name(nvml)
     return info
+
+
+def _first_visible_gpu_name(nvml: Any) -> str | None:
+    """The name of the GPU torch would call cuda:0, from NVML (CUDA_VISIBLE_DEVICES by index or UUID)."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(int(first)) if first.isdigit() else nvml.nvmlDeviceGetHandleByUUID(first)
+        name = nvml.nvmlDeviceGetName(handle)
+    except Exception:
+        return None
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def environment(**run: Any) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class InProcess(Executor):
 
     def run(self, cell: Cell) -> Iterator[Record]:
         return stamped(
-            run_cell(self.suite, self.model, cell, self.examples, lambda: None), socket.gethostname(), self.device, self.gpu
+            run_cell(self.suite, self.model, cell, self.examples), socket.gethostname(), self.device, self.gpu
         )
 
 
@@ -93,12 +93,27 @@ def _worker(suite: Suite, model_dir: str, limits: Limits, connection: Any) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     executor = InProcess(suite, model_dir)
     if limits.max_memory is not None:
-        resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory, limits.max_memory))
+        cap_memory(executor.model.device, limits.max_memory)
     connection.send(("ready", executor.device, executor.dtype, executor.gpu))
     while (cell := connection.recv()) is not None:
         for record in executor.run(cell):
             connection.send(("record", record))
         connection.send(("done",))
+
+
+def cap_memory(device: str, max_bytes: int) -> str:
+    """Cap what a cell may allocate, and say what was capped. On CPU the address space
+    (RLIMIT_AS). On a GPU the allocator's share of the device: CUDA reserves far more virtual
+    address space than it uses, so RLIMIT_AS there would break CUDA rather than cap the cell."""
+    import torch
+
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, max_bytes / total), index)
+        return f"GPU memory of {device} capped at {max_bytes / (1 << 30):.2f} GiB of {total / (1 << 30):.2f} GiB"
+    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    return f"address space capped at {max_bytes / (1 << 30):.2f} GiB"
 
 
 class Isolated(Executor):

@@ -2,12 +2,20 @@
 allocator peaks on GPU. Every figure is reset at the start of the span and reported as the rise
 above the level before it, so that the model's own weights are not counted as the strategy's.
 
-Where a source is absent its figure is `None`, never a zero that looks measured.
+The headline on a GPU is the caching allocator's peak of allocated bytes above the span's start:
+the strategy's own tensors, whatever the pool already held. NVML's per-process figure is what the
+device saw (the CUDA context, the allocator's cached blocks, other libraries' allocations); it is
+kept beside the headline and made honest by emptying the allocator's cache before each span, so
+that a pool grown by an earlier example does not hide this one's rise.
+
+Where a source is absent its figure is `None`, never a zero that looks measured: NVML without this
+process in its list (a container without the host's PID namespace) or raising (MIG) is absent.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import re
 import threading
@@ -51,27 +59,34 @@ def reset_peak_rss() -> bool:
 
 
 class Sampler:
-    """Calls `read()` every few milliseconds on a thread and keeps the largest value."""
+    """Calls `read()` every few milliseconds on a thread and keeps the largest value. A reading of
+    None (not measured) is skipped, so the peak is None only when no reading was ever made."""
 
     def __init__(self, read: Any) -> None:
         self.read = read
-        self.peak = read()
+        self.peak: int | None = None
+        self._take()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
+    def _take(self) -> None:
+        value = self.read()
+        if value is not None:
+            self.peak = value if self.peak is None else max(self.peak, value)
+
     def _loop(self) -> None:
         while not self._stop.wait(SAMPLE_EVERY_S):
-            self.peak = max(self.peak, self.read())
+            self._take()
 
     def start(self) -> Sampler:
         self._thread.start()
         return self
 
-    def stop(self) -> int:
+    def stop(self) -> int | None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.read())
-        return int(self.peak)
+        self._take()
+        return None if self.peak is None else int(self.peak)
 
 
 def load_nvml() -> Any | None:
@@ -99,8 +114,9 @@ class MemoryPeak:
 
     @property
     def peak_bytes(self) -> int | None:
-        """The headline figure: the device's memory where the work ran, else the process RSS."""
-        for value in (self.gpu_process_bytes, self.torch_reserved_bytes, self.rss_bytes):
+        """The headline figure: on a GPU the allocator's peak of allocated bytes (the strategy's own
+        tensors), else the process RSS."""
+        for value in (self.torch_allocated_bytes, self.rss_bytes):
             if value is not None:
                 return value
         return None
@@ -127,19 +143,23 @@ class MeasureMemory:
             import torch
 
             torch.cuda.synchronize(self.device)
+            gc.collect()  # tensors an earlier example left to the collector go back to the pool ...
+            torch.cuda.empty_cache()  # ... and the pool's unused blocks to the driver, so NVML's rise is this span's
             torch.cuda.reset_peak_memory_stats(self.device)
             self._baseline["torch_allocated"] = torch.cuda.memory_allocated(self.device)
             self._baseline["torch_reserved"] = torch.cuda.memory_reserved(self.device)
-            if self.nvml is not None:
-                handle = self.nvml.nvmlDeviceGetHandleByIndex(torch.device(self.device).index or 0)
+            handle = nvml_handle(self.nvml, self.device) if self.nvml is not None else None
+            if handle is not None:
                 for name, read in (("gpu_process", self._process_reader(handle)), ("gpu_device", self._device_reader(handle))):
-                    self._baseline[name] = read()
-                    self._samplers[name] = Sampler(read).start()
+                    sampler = Sampler(read)
+                    if sampler.peak is not None:  # a reader that never reads is absent, not zero
+                        self._baseline[name] = sampler.peak
+                        self._samplers[name] = sampler.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         peaks = {name: sampler.stop() for name, sampler in self._samplers.items()}
-        rss_peak = peaks.get("rss", _status_bytes("VmHWM"))
+        rss_peak = peaks["rss"] if "rss" in peaks else _status_bytes("VmHWM")
         result = MemoryPeak(baseline=dict(self._baseline), source="rss")
         if rss_peak is not None:
             result.rss_bytes = max(0, rss_peak - self._baseline["rss"])
@@ -149,25 +169,58 @@ class MeasureMemory:
             torch.cuda.synchronize(self.device)
             result.torch_allocated_bytes = torch.cuda.max_memory_allocated(self.device) - self._baseline["torch_allocated"]
             result.torch_reserved_bytes = torch.cuda.max_memory_reserved(self.device) - self._baseline["torch_reserved"]
-            result.source = "torch"
-            if "gpu_process" in peaks:
-                result.gpu_process_bytes = max(0, peaks["gpu_process"] - self._baseline["gpu_process"])
-                result.gpu_device_bytes = max(0, peaks["gpu_device"] - self._baseline["gpu_device"])
-                result.source = "nvml"
+            result.source = "torch_allocated"
+            result.gpu_process_bytes = self._rise(peaks, "gpu_process")
+            result.gpu_device_bytes = self._rise(peaks, "gpu_device")
         self.result = result
+
+    def _rise(self, peaks: dict[str, int | None], name: str) -> int | None:
+        peak = peaks.get(name)
+        return None if peak is None else max(0, peak - self._baseline[name])
 
     def _process_reader(self, handle: Any) -> Any:
         nvml: Any = self.nvml
         pid = os.getpid()
 
-        def read() -> int:
-            for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                if proc.pid == pid and proc.usedGpuMemory is not None:
-                    return int(proc.usedGpuMemory)
-            return 0
+        def read() -> int | None:
+            """This process's bytes on the device; None where NVML does not list it (no host PID
+            namespace) or cannot say (MIG, a driver error)."""
+            try:
+                for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    if proc.pid == pid and proc.usedGpuMemory is not None:
+                        return int(proc.usedGpuMemory)
+            except Exception:
+                return None
+            return None
 
         return read
 
     def _device_reader(self, handle: Any) -> Any:
         nvml: Any = self.nvml
-        return lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
+
+        def read() -> int | None:
+            try:
+                return int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
+            except Exception:
+                return None
+
+        return read
+
+
+def nvml_handle(nvml: Any, device: str) -> Any | None:
+    """NVML's handle of the GPU torch calls `device`, found by UUID: under CUDA_VISIBLE_DEVICES
+    (Ray actors, Slurm jobs) torch's ordinal is not NVML's index. None where it cannot be found,
+    rather than another GPU's figures."""
+    import torch
+
+    index = torch.device(device).index
+    try:
+        uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index).uuid)
+    except Exception:
+        return None
+    for name in (uuid, f"GPU-{uuid}", f"MIG-{uuid}"):
+        try:
+            return nvml.nvmlDeviceGetHandleByUUID(name)
+        except Exception:
+            continue
+    return None

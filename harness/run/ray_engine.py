@@ -28,7 +28,7 @@ class CellRunner:
     """The actor: one device's worth of work, one cell at a time."""
 
     def __init__(self, suite: Suite, limits: Limits) -> None:
-        self.suite, self.limits = suite, limits
+        self.suite, self.limits = on_the_gpu_ray_gave(suite), limits
         self.executors: dict[str, Isolated] = {}
 
     def where(self) -> str:
@@ -39,6 +39,14 @@ class CellRunner:
         if model_dir not in self.executors:
             self.executors[model_dir] = Isolated(self.suite, model_dir, self.limits)
         return list(self.executors[model_dir].run(cell))
+
+
+def on_the_gpu_ray_gave(suite: Suite) -> Suite:
+    """Ray shows an actor only its own GPU (as cuda:0, through CUDA_VISIBLE_DEVICES): a suite's
+    `device: cuda:3` names a GPU of the whole node, so inside an actor it becomes `cuda`."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") and suite.device.startswith("cuda:"):
+        return suite.model_copy(update={"device": "cuda"})
+    return suite
 
 
 @dataclass
@@ -71,18 +79,22 @@ def connect(options: RunOptions) -> bool:
     return True
 
 
-def actor_count(options: RunOptions) -> tuple[int, dict[str, float]]:
+def actor_count(options: RunOptions) -> tuple[int, dict[str, Any]]:
     """How many actors and what each asks for: one per GPU where the cluster has GPUs, else one
     per `cpus_per_actor` CPUs. CPUs are asked for explicitly, so that torch keeps its threads."""
     import ray
 
     resources = ray.cluster_resources()
-    cpus = float(options.cluster.get("cpus_per_actor", 1))
     gpus = int(resources.get("GPU", 0))
+    # On GPUs an actor's CPU share defaults to the node's CPUs over its GPUs: Ray sets an actor's
+    # OMP_NUM_THREADS to its CPUs, and one thread would starve tokenising, scoring and the host side.
+    default_cpus = max(1, int(resources.get("CPU", 1) // gpus)) if gpus else 1
+    cpus = float(options.cluster.get("cpus_per_actor", default_cpus))
     wanted = options.cluster.get("actors")
+    threads = {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(max(1, int(cpus)))}}}
     if gpus:
-        return int(wanted or gpus), {"num_gpus": 1, "num_cpus": cpus}
-    return int(wanted or max(1, int(resources.get("CPU", 1) // cpus))), {"num_gpus": 0, "num_cpus": cpus}
+        return int(wanted or gpus), {"num_gpus": 1, "num_cpus": cpus, **threads}
+    return int(wanted or max(1, int(resources.get("CPU", 1) // cpus))), {"num_gpus": 0, "num_cpus": cpus, **threads}
 
 
 def run_chains(sweep: Sweep) -> bool:

@@ -1,5 +1,6 @@
 """The runner: per cell, build examples at the requested length, run the strategy on each,
-score it, measure it, and append the records. It never special-cases a strategy."""
+score it, measure it, and yield one record per example as it finishes (the caller appends them
+to the run folder). It never special-cases a strategy."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from lcbench.config.plan import Cell
@@ -103,7 +104,7 @@ def cell_record(suite: Suite, cell: Cell, index: int, status: str, message: str)
     return Record(**cell_fields(suite, cell), example_id=example_id, status=status, message=message)  # type: ignore[arg-type]
 
 
-def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_example: Callable[[], None]) -> Iterator[Record]:
+def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache) -> Iterator[Record]:
     """Yield one record per example; a failure becomes a record, never an exception."""
     base = cell_fields(suite, cell)
     task = build_task(suite, cell.task)
@@ -112,7 +113,6 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_
         batch = examples.get(task, cell)
     except Exception as exc:  # e.g. a length too short for the task: the cell fails, the run goes on
         for i in range(suite.samples):
-            on_example()
             yield cell_record(suite, cell, i, "error", error_text(exc))
         return
     reason = strategy.unavailable_reason(model)
@@ -124,7 +124,6 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache, on_
         else:
             shown = example is batch[0]  # the first example of a cell keeps every prompt it made
             record = measure_example(base, strategy, task, model, example, suite.measure.repeats, shown)
-        on_example()
         yield record
 
 

@@ -16,18 +16,23 @@ chunk from the mask function, and one mask stands for a whole chunk where every 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from lcbench.sparse.block_list import BlockList
-from lcbench.sparse.block_runs import Run, element_mask
+from lcbench.sparse.block_runs import BlockRun, element_mask, schedule
 
 CHUNK_BYTES = 512 << 10
 
 
-def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None) -> Tensor:
+def block_sparse_attention(
+    q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, scale: float | None = None, runs: Sequence[BlockRun] | None = None
+) -> Tensor:
+    """`runs` is the forward call's schedule (`Plan.runs`, made once for every layer), else made here."""
     b, h, n_q, _ = q.shape
-    runs = blocks.runs  # made before the output is, so that their transient buffers are gone
+    runs = schedule(blocks) if runs is None else runs  # made before the output is: their transient buffers are gone
     out = q.new_empty(b, h, n_q, v.shape[-1])
     for run in runs:
         step = max(1, CHUNK_BYTES // row_bytes(q, k, run))
@@ -40,7 +45,7 @@ def block_sparse_attention(q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, s
     return out
 
 
-def row_bytes(q: Tensor, k: Tensor, run: Run) -> int:
+def row_bytes(q: Tensor, k: Tensor, run: BlockRun) -> int:
     """Working memory per row of a run: its outputs (two parts and their merge), masks, gathered keys."""
     h, d = q.shape[1], q.shape[-1]
     scattered = 0 if run.scattered is None else run.scattered.shape[1]
@@ -49,7 +54,7 @@ def row_bytes(q: Tensor, k: Tensor, run: Run) -> int:
 
 
 def attend_rows(
-    q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, run: Run, batch: int, first: int, count: int, scale: float | None
+    q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, run: BlockRun, batch: int, first: int, count: int, scale: float | None
 ) -> Tensor:
     """Attention for rows first .. first + count - 1 of a run, one batch element: (count, h, rows, d)."""
     query = rows_view(q[batch], run.q_start + first * run.rows, run.rows, count, run.rows)
@@ -113,7 +118,7 @@ def additive(allowed: Tensor, like: Tensor) -> Tensor | None:
     return bias.view(-1, 1, *allowed.shape[-2:])
 
 
-def shared_bias(run: Run, part: str, like: Tensor) -> Tensor | None:
+def shared_bias(run: BlockRun, part: str, like: Tensor) -> Tensor | None:
     """`additive` for a run's shared mask (`part`: band or scattered), made once for every chunk and layer."""
     key = (part, like.dtype, like.device)
     if key not in run.biases:

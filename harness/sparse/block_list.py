@@ -11,18 +11,13 @@ work quadratic.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from lcbench.sparse.patterns import ALL, NONE, Mask
-
-if TYPE_CHECKING:
-    from lcbench.sparse.block_runs import Run
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
 EVALUATED_BYTES = 1 << 20  # tiles evaluated together while their positions' arithmetic fits in this
@@ -59,14 +54,6 @@ class BlockList:
 
     def tiles_visited(self) -> int:
         return sum(int((b.kinds != EMPTY).sum()) for b in self.batches)
-
-    @functools.cached_property
-    def runs(self) -> list[Run]:
-        """The torch block path's schedule (`block_runs`), made once and shared by every layer."""
-        from lcbench.sparse.block_runs import build_runs
-
-        with one_thread():
-            return build_runs(self)
 
     def evaluate(self, q_tiles: Tensor, kv_tiles: Tensor, kinds: Tensor | None = None) -> Tensor:
         """The mask on whole tiles: (nq, T, T) bool, False outside the sequence and on EMPTY slots."""

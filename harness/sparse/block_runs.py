@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from lcbench.sparse.block_list import EMPTY, BlockList
+from lcbench.sparse.block_list import EMPTY, BlockList, one_thread
 from lcbench.sparse.patterns import Spans, intersect, normalise
 
 ROWS = 64  # query rows per band: fewer keys past the diagonal and the window's edge than a 128 tile
 
 
 @dataclass(frozen=True)
-class Run:
+class BlockRun:
     """`count` rows of `rows` queries from query index `q_start`, row i at q_start + i * rows;
     its band is keys band_start + i * rows .. + width - 1. `scattered`: (count, S) key indices
     outside the band, -1 for padding, or (1, S) where every row has the same; None where no row
@@ -61,7 +61,14 @@ class Run:
         return (self.scattered if len(self.scattered) == 1 else self.scattered[first : first + count])[:, None, :]
 
 
-def build_runs(blocks: BlockList, rows: int = ROWS, budget: int = 1 << 20) -> list[Run]:
+def schedule(blocks: BlockList) -> list[BlockRun]:
+    """The torch block path's schedule for `blocks`, built on one thread (many small tensor ops):
+    made once per forward call (`interface.Plan.runs`) and shared by every layer."""
+    with one_thread():
+        return build_runs(blocks)
+
+
+def build_runs(blocks: BlockList, rows: int = ROWS, budget: int = 1 << 20) -> list[BlockRun]:
     """The runs covering every query of `blocks` once, in query order; masks are evaluated
     `budget` bytes of position arithmetic (8 a pair) at a time."""
     t, rows = blocks.tile, min(rows, blocks.tile)
@@ -106,9 +113,9 @@ def key_spans(blocks: BlockList, q_lo: int, q_hi: int) -> Spans:
     return intersect(normalise(shifted), [(0, blocks.n_kv)])
 
 
-def group(cut: list[tuple[int, int, int, int, list[int]]]) -> list[Run]:
+def group(cut: list[tuple[int, int, int, int, list[int]]]) -> list[BlockRun]:
     """Consecutive rows of the same size and band width, each band `rows` keys after the last, as runs."""
-    runs: list[Run] = []
+    runs: list[BlockRun] = []
     for q0, size, start, width, _ in cut:
         last = runs[-1] if runs else None
         if (
@@ -118,13 +125,13 @@ def group(cut: list[tuple[int, int, int, int, list[int]]]) -> list[Run]:
             and q0 == last.q_start + last.count * size
             and start == last.band_start + last.count * size
         ):
-            runs[-1] = Run(last.q_start, size, last.count + 1, last.band_start, width)
+            runs[-1] = BlockRun(last.q_start, size, last.count + 1, last.band_start, width)
         else:
-            runs.append(Run(q0, size, 1, start, width))
+            runs.append(BlockRun(q0, size, 1, start, width))
     return attach_scattered(runs, [c[4] for c in cut])
 
 
-def attach_scattered(runs: list[Run], scattered: list[list[int]]) -> list[Run]:
+def attach_scattered(runs: list[BlockRun], scattered: list[list[int]]) -> list[BlockRun]:
     """Each run with its rows' scattered keys as one padded (count, S) tensor."""
     out, row = [], 0
     for run in runs:
@@ -138,7 +145,7 @@ def attach_scattered(runs: list[Run], scattered: list[list[int]]) -> list[Run]:
         table = torch.full((1 if same else run.count, width), -1, dtype=torch.long)
         for i, keys in enumerate(lists[:1] if same else lists):
             table[i, : len(keys)] = torch.tensor(keys, dtype=torch.long)
-        out.append(Run(run.q_start, run.rows, run.count, run.band_start, run.width, table))
+        out.append(BlockRun(run.q_start, run.rows, run.count, run.band_start, run.width, table))
     return out
 
 
@@ -160,7 +167,7 @@ def element_mask(blocks: BlockList, q_index: Tensor, kv_index: Tensor) -> Tensor
     return allowed
 
 
-def shared_masks(blocks: BlockList, run: Run, budget: int) -> Run:
+def shared_masks(blocks: BlockList, run: BlockRun, budget: int) -> BlockRun:
     """`run` with the band and scattered masks its rows all share, found `budget` mask bytes at a time."""
     masks: dict[str, Tensor | None] = {"band": None, "scattered": None}
     if run.count == 1:
@@ -177,4 +184,4 @@ def shared_masks(blocks: BlockList, run: Run, budget: int) -> Run:
                 first_mask = None
                 break
         masks[part] = first_mask
-    return Run(run.q_start, run.rows, run.count, run.band_start, run.width, run.scattered, masks["band"], masks["scattered"])
+    return BlockRun(run.q_start, run.rows, run.count, run.band_start, run.width, run.scattered, masks["band"], masks["scattered"])

@@ -96,12 +96,23 @@ def flex_block_attention(
     padded = [pad(q, n_q), pad(k, n_kv), pad(v, n_kv)]
     shape = (n_q, n_kv, q.shape[:2], k.shape[1], q.shape[-1], v.shape[-1], q.dtype, q.device, scale)
     start = time.perf_counter()
-    out = compiled_flex_attention()(*padded, block_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+    options = kernel_options(blocks.tile, q)
+    extra = {"kernel_options": options} if options else {}
+    out = compiled_flex_attention()(*padded, block_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1], **extra)
     if shape not in COMPILED:
         COMPILED.add(shape)
         if compiled is not None:
             compiled(time.perf_counter() - start)
     return out[:, :, : blocks.n_q]
+
+
+def kernel_options(tile: int, q: Tensor) -> dict[str, int]:
+    """On CUDA, flex's kernel blocks taken from the tile: its defaults (BLOCK_M 128 for bf16 on
+    sm90) must divide the BlockMask's block size, so a 64-token tile would fail there. The CPU
+    kernel has no such blocks."""
+    if q.device.type != "cuda" or tile >= 128:
+        return {}
+    return {"BLOCK_M": tile, "BLOCK_N": tile}
 
 
 def pad(x: Tensor, length: int) -> Tensor:

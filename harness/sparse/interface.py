@@ -22,6 +22,7 @@ from torch import Tensor
 
 from lcbench.sparse.block_attention import block_sparse_attention
 from lcbench.sparse.block_list import BlockList, build_block_list
+from lcbench.sparse.block_runs import BlockRun, schedule
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.patterns import Mask
 
@@ -36,6 +37,7 @@ class Plan:
     path: str  # "blocks", "flex", "triton" (prefill), "rows" or "triton-decode" (decode)
     call: SparseCall
     blocks: BlockList | None = None
+    runs: list[BlockRun] | None = None  # blocks: the torch path's schedule, made once for every layer
     q_positions: Tensor | None = None  # rows: the queries' and the kept keys' positions
     kv_positions: Tensor | None = None
 
@@ -78,7 +80,7 @@ class SparseCall:
         self.tiles.append(blocks.tiles_visited() / total)
         path = "blocks" if self.path == "flex" and q_offset else self.path  # flex takes whole prefills only
         self.ran[path] += 1
-        return Plan(path, self, blocks=blocks)
+        return Plan(path, self, blocks=blocks, runs=schedule(blocks) if path == "blocks" else None)
 
 
 ACTIVE: contextvars.ContextVar[SparseCall] = contextvars.ContextVar("lcbench_sparse_call")
@@ -118,7 +120,7 @@ def sparse_attention(
         assert plan.blocks is not None
         out = flex_block_attention(query, key, value, plan.blocks, scaling, compiled=plan.call.compile_s.append)
     elif plan.blocks is not None:
-        out = block_sparse_attention(query, key, value, plan.blocks, scaling)
+        out = block_sparse_attention(query, key, value, plan.blocks, scaling, plan.runs)
     else:
         out = rows_attention(plan, query, key, value, scaling)
     return out.transpose(1, 2).contiguous(), None

@@ -9,8 +9,8 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task, fill
 from lcbench.tasks.metrics import rouge_l, set_f1, string_match_all
 from lcbench.tasks.words import pool
 
@@ -43,11 +43,11 @@ class Aggregation(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("value"), ".", *QUERY.split()]
 
-    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+    def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"aggregation/{seed}/{length}/{index}")
         question = f"What are the {self.top} most common words in the above list?"
         prefix = f"Answer: The top {self.top} words that appear most often in the list are:"
-        frame = frame_of(tokenizer, Parts(QUERY, question, prefix, {"top": str(self.top)}))
+        frame = prompter.frame(Parts(QUERY, question, prefix, {"top": str(self.top)}))
         budget = length - frame.tokens
         entities = rng.sample(pool("value"), self.top + self.others)
         mentions = max(budget * 4 // 5, 1)  # four words in five are mentions, one in five a period
@@ -63,7 +63,7 @@ class Aggregation(Task):
             size = rng.randint(3, 5)
             units.append(" ".join(words[:size]) + " .")
             words = words[size:]
-        filled = fill(units, budget, tokenizer)
+        filled = fill(units, budget, prompter)
         answer = " ".join(entities[: self.top])
         return Example(
             id=f"aggregation-{length}-{seed}-{index}",

@@ -1,15 +1,24 @@
-"""The task contract: examples of an exact token length from a seed, and a score per prediction."""
+"""The task contract: examples of an exact token length from a seed, and a score per prediction.
+
+A task builds its examples through a `Prompter` (`lcbench.prompt`): the prompter counts the
+model's tokens and gives the prompt around the context in the suite's format."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
-from lcbench.prompt import Frame, Tokenizer
+from lcbench.prompt import Frame, Prompter
 
-__all__ = ["Example", "Frame", "LengthError", "Task", "Tokenizer", "exact_match", "fill", "normalize"]
+__all__ = ["Encoder", "Example", "Frame", "LengthError", "Prompter", "Task", "exact_match", "fill", "normalize"]
+
+
+class Encoder(Protocol):
+    """What the fill helpers need: token counts (a `Prompter` is one)."""
+
+    def encode(self, text: str) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -109,10 +118,12 @@ class Task:
         before any model loads; a generator reads none."""
         return []
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
-        return [self.example(tokenizer, length, seed, i) for i in range(n)]
+    def examples(self, prompter: Prompter, length: int, n: int, seed: int) -> list[Example]:
+        """`n` examples for prompts (`before + context + after`) of `length` tokens as `prompter`
+        counts them, in its format: a generator's examples 0 to n - 1."""
+        return [self.example(prompter, length, seed, i) for i in range(n)]
 
-    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+    def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         """The `index`-th example: a generator cycles its variants (depths, modes) with the index."""
         raise NotImplementedError
 
@@ -142,13 +153,13 @@ class Filled:
     tokens: int
 
 
-def joined_cost(tokenizer: Tokenizer, unit: str, first: bool) -> int:
+def joined_cost(tokenizer: Encoder, unit: str, first: bool) -> int:
     """The tokens `unit` adds to a text it is joined to by a space (its own count when it opens
     the text): what a byte-level BPE makes of it in context, and the same as alone for words."""
     return len(tokenizer.encode(unit if first else " " + unit))
 
 
-def fill(units: Iterable[str], budget: int, tokenizer: Tokenizer, pad: str = ".") -> Filled:
+def fill(units: Iterable[str], budget: int, tokenizer: Encoder, pad: str = ".") -> Filled:
     """Join `units` (whole, in order) into a context of exactly `budget` tokens: units are taken
     while they fit, then `pad` words top it up.
 

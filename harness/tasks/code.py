@@ -9,8 +9,8 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill, normalize
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task, fill, normalize
 from lcbench.tasks.metrics import edit_similarity
 from lcbench.tasks.words import fresh, pool
 
@@ -38,7 +38,7 @@ class Code(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("source"), "def", "(", ")", ":", "end", "call"]
 
-    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+    def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"code/{seed}/{length}/{index}")
         recent: list[str] = []  # function and parameter names are unique within the document
 
@@ -51,21 +51,21 @@ class Code(Task):
         asked, params, definition = function()
         query = f"call {asked} ("
         question = f"Complete the call to {asked} with its parameters, in order, then `)`."
-        frame = frame_of(tokenizer, Parts(query, question, query, {"function": asked}))
+        frame = prompter.frame(Parts(query, question, query, {"function": asked}))
         budget = length - frame.tokens
-        if budget < len(tokenizer.encode(definition)):
+        if budget < len(prompter.encode(definition)):
             raise LengthError(f"length {length} is too short for code: the minimum is {length - budget + 30}")
-        units, used = [], len(tokenizer.encode(definition))
+        units, used = [], len(prompter.encode(definition))
         while True:
             _, _, text = function()
-            cost = len(tokenizer.encode(text))
+            cost = len(prompter.encode(text))
             if used + cost > budget:
                 break
             units.append(text)
             used += cost
         depth = self.depths[index % len(self.depths)]
         units.insert(round(depth * len(units)), definition)
-        filled = fill(units, budget, tokenizer)
+        filled = fill(units, budget, prompter)
         return Example(
             id=f"code-{length}-{seed}-{index}",
             context=filled.context,

@@ -9,8 +9,8 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, exact_match, fill
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task, exact_match, fill
 from lcbench.tasks.words import fill_units, fresh, pool
 
 ATTRIBUTES = ("pet", "home", "food", "tool")
@@ -47,7 +47,7 @@ class Dialogue(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("value"), *pool("source"), *ATTRIBUTES, "says", "my", "is", ".", "what", "of", "?"]
 
-    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+    def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"dialogue/{seed}/{length}/{index}")
         speakers = rng.sample(pool("name"), self.speakers)
         asked, attribute = speakers[0], rng.choice(ATTRIBUTES)
@@ -58,9 +58,9 @@ class Dialogue(Task):
         query = f"what is {attribute} of {asked} ?"
         question = f"According to the conversation, what is the {attribute} of {asked}? Answer with one word."
         parts = Parts(query, question, f"The {attribute} of {asked} is", {"speaker": asked, "attribute": attribute})
-        frame = frame_of(tokenizer, parts)
+        frame = prompter.frame(parts)
         budget = length - frame.tokens
-        needed = sum(len(tokenizer.encode(f)) for f in facts)
+        needed = sum(len(prompter.encode(f)) for f in facts)
         if budget < needed:
             raise LengthError(f"length {length} is too short for dialogue: the minimum is {length - budget + needed}")
         recent: list[str] = []
@@ -69,13 +69,13 @@ class Dialogue(Task):
             words = " ".join(fresh(rng, pool("source"), recent, 64) for _ in range(rng.randint(3, 7)))
             return f"{rng.choice(speakers)} says {words} ."
 
-        turns = fill_units(rng, chat, lambda u: len(tokenizer.encode(u)), budget - needed)
+        turns = fill_units(rng, chat, lambda u: len(prompter.encode(u)), budget - needed)
         for distractor in facts[1:]:
             turns.insert(rng.randint(0, len(turns)), distractor)
         depth = self.depths[index % len(self.depths)]
         turn = round(depth * len(turns))
         turns.insert(turn, facts[0])
-        filled = fill(turns, budget, tokenizer)
+        filled = fill(turns, budget, prompter)
         return Example(
             id=f"dialogue-{length}-{seed}-{index}",
             context=filled.context,

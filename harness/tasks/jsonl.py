@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from lcbench.errors import UserError
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, Frame, Task, Tokenizer, exact_match, normalize
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, Frame, Task, exact_match, normalize
 from lcbench.tasks.metrics import chrf, edit_similarity, rouge_l, set_f1
 
 MAX_LINE_BYTES = 64 << 20
@@ -102,12 +102,12 @@ class Jsonl(Task):
         if self.metric not in SCORERS:
             raise ValueError(f"metric must be one of {', '.join(SCORERS)}; got {self.metric!r}")
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+    def examples(self, prompter: Prompter, length: int, n: int, seed: int) -> list[Example]:
         rows, problems = read_rows(Path(self.path), self.on_error)
         chosen = []
         for row in rows:
-            frame = frame_of(tokenizer, Parts(row.input, row.input, "Answer:"))
-            actual = len(tokenizer.encode(row.context)) + frame.tokens
+            frame = prompter.frame(Parts(row.input, row.input, "Answer:"))
+            actual = len(prompter.encode(row.context)) + frame.tokens
             fits = row.length == length if row.length is not None else length // 2 < actual <= length
             if fits:
                 chosen.append(self.from_row(row, length, actual, len(problems), frame))

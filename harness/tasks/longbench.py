@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task
 from lcbench.tasks.data_files import DataError, check_fields, cut_middle, read_records, resolve
 from lcbench.tasks.longbench_metrics import METRICS, best
 
@@ -93,23 +93,22 @@ class LongBench(Task):
                     problems.append(f"{self.path}: no record in LongBench-E's {name} bucket for the cells of length {length}")
         return problems
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+    def examples(self, prompter: Prompter, length: int, n: int, seed: int) -> list[Example]:
         """The first `n` records of the cell (of its LongBench-E bucket), in file order."""
         name, low, high = bucket(length)
         chosen = [(i, r) for i, r in read_records(self.path) if not self.longbench_e or low <= r["length"] < high]
         if not chosen:
             raise DataError(f"{self.path}: no record in LongBench-E's {name} bucket for the cells of length {length}")
-        return [self.from_record(tokenizer, length, line, record) for line, record in chosen[:n]]
+        return [self.from_record(prompter, length, line, record) for line, record in chosen[:n]]
 
-    def from_record(self, tokenizer: Tokenizer, length: int, line: int, record: dict[str, Any]) -> Example:
+    def from_record(self, prompter: Prompter, length: int, line: int, record: dict[str, Any]) -> Example:
         spec = self.spec
-        frame = frame_of(tokenizer, Parts(record["input"], record["input"]))
+        frame = prompter.frame(Parts(record["input"], record["input"]))
         if length - frame.tokens < 1:
             raise LengthError(
                 f"length {length} does not hold {self.dataset}'s prompt of {frame.tokens} tokens without its context"
             )
-        # a data-set task is built through a prompter, which decodes as well as it encodes
-        context, tokens = cut_middle(tokenizer, record["context"], length - frame.tokens)  # type: ignore[arg-type]
+        context, tokens = cut_middle(prompter, record["context"], length - frame.tokens)
         return Example(
             id=str(record.get("_id") or f"{self.dataset}-{line}"),
             context=context,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task
 from lcbench.tasks.data_files import DataError, check_fields, cut_middle, read_records, resolve
 
 FIELDS: dict[str, type] = {
@@ -77,19 +77,19 @@ class LongBenchV2(Task):
     def selected(self, records: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
         return [(i, r) for i, r in records if r["difficulty"] in self.difficulty and r["length"] in self.lengths]
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
+    def examples(self, prompter: Prompter, length: int, n: int, seed: int) -> list[Example]:
         chosen = self.selected(read_records(self.path))
         if not chosen:
             raise DataError(f"{self.path}: no record is {'/'.join(self.difficulty)} and {'/'.join(self.lengths)}")
-        return [self.from_record(tokenizer, length, line, record) for line, record in chosen[:n]]
+        return [self.from_record(prompter, length, line, record) for line, record in chosen[:n]]
 
-    def from_record(self, tokenizer: Tokenizer, length: int, line: int, record: dict[str, Any]) -> Example:
+    def from_record(self, prompter: Prompter, length: int, line: int, record: dict[str, Any]) -> Example:
         choices = {letter: record[f"choice_{letter}"].strip() for letter in "ABCD"}
         question = QUESTION.format(question=record["question"].strip(), **choices)
-        frame = frame_of(tokenizer, Parts(question, question))
+        frame = prompter.frame(Parts(question, question))
         if length - frame.tokens < 1:
             raise LengthError(f"length {length} does not hold the question's {frame.tokens} tokens without the context")
-        context, tokens = cut_middle(tokenizer, record["context"].strip(), length - frame.tokens)  # type: ignore[arg-type]
+        context, tokens = cut_middle(prompter, record["context"].strip(), length - frame.tokens)
         return Example(
             id=record["_id"],
             context=context,

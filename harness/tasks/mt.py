@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, joined_cost
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task, joined_cost
 from lcbench.tasks.metrics import bleu, chrf, corpus_bleu, corpus_chrf
 from lcbench.tasks.words import fresh, pool, target_words
 
@@ -95,7 +95,7 @@ class Mt(Task):
         plain = {t for w, t in lex.translation.items() if w not in lex.verbs}
         return [*pool("source"), *sorted(verbs | plain), QUERY]
 
-    def document(self, rng: random.Random, tokenizer: Tokenizer, budget: int) -> list[tuple[list[str], str, int]]:
+    def document(self, rng: random.Random, prompter: Prompter, budget: int) -> list[tuple[list[str], str, int]]:
         """Sentences of exactly `budget` tokens: (source words, subject class, distance to the
         topic sentence, 0 for the topic itself). The last sentence is cut to fit: it keeps its
         final verb and drops its leading words, so it stays a subjectless sentence."""
@@ -112,7 +112,7 @@ class Mt(Task):
             return [draw("other") for _ in range(rng.randint(low, high))]
 
         def cost(words: list[str], first: bool | None = None) -> int:
-            return joined_cost(tokenizer, " ".join(words), not out if first is None else first)
+            return joined_cost(prompter, " ".join(words), not out if first is None else first)
 
         def close_gap(words: list[str], room: int, first: bool) -> list[str]:
             """`words` with an `other` word added, or swapped for one of its own, as close to `room`
@@ -152,18 +152,18 @@ class Mt(Task):
                         out[-1] = (close_gap(words, had + budget - used, first), cls, distance)
                 return out
 
-    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+    def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"mt/{seed}/{length}/{index}")
-        frame = frame_of(tokenizer, Parts(QUERY, "Translate the document above.", "Translation:"))
+        frame = prompter.frame(Parts(QUERY, "Translate the document above.", "Translation:"))
         budget = length - frame.tokens
         if budget < 8:
             raise LengthError(f"length {length} is too short for mt: the minimum is {length - budget + 8}")
-        sentences = self.document(rng, tokenizer, budget)
+        sentences = self.document(rng, prompter, budget)
         source = [" ".join(words) for words, _, _ in sentences]
         boundaries, offset = [], 0
         for i, sentence in enumerate(source):
             boundaries.append(offset)
-            offset += joined_cost(tokenizer, sentence, i == 0)
+            offset += joined_cost(prompter, sentence, i == 0)
         target = [" ".join(translate_sentence(words, cls)) for words, cls, _ in sentences]
         lex = lexicon()
         # every verb, in order (distance 0: the topic sentence's own); the dependents are the rest
@@ -175,7 +175,7 @@ class Mt(Task):
             query=QUERY,
             references=(" ".join(target),),
             requested_length=length,
-            actual_length=len(tokenizer.encode(context)) + length - budget,
+            actual_length=len(prompter.encode(context)) + length - budget,
             output="transform",
             answer_tokens=8,
             boundaries=tuple(boundaries),

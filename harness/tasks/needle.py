@@ -15,8 +15,8 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill, normalize
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task, fill, normalize
 from lcbench.tasks.metrics import string_match_all
 from lcbench.tasks.words import filler_sentence, pool
 
@@ -54,19 +54,19 @@ class Needle(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("value"), *pool("source"), "is", ".", "what", "?", "none"]
 
-    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+    def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"needle/{self.mode}/{seed}/{length}/{index}")
         mode = MODES[index % 3] if self.mode == "mixed" else self.mode
         keys = rng.sample(pool("name"), len(pool("name")))
         values = pool("value")
         asked, others = keys[0], keys[1:]
-        frame = frame_of(tokenizer, self.parts(asked, mode))
+        frame = prompter.frame(self.parts(asked, mode))
         budget = length - frame.tokens
-        needle_cost = len(tokenizer.encode(statement(asked, values[0])))
+        needle_cost = len(prompter.encode(statement(asked, values[0])))
         minimum = length - budget + 2 * needle_cost + 1
         if budget < 2 * needle_cost + 1:
             raise LengthError(f"length {length} is too short for needle: the minimum is {minimum}")
-        units = self.haystack(tokenizer, mode, rng, others, budget - 2 * needle_cost)
+        units = self.haystack(prompter, mode, rng, others, budget - 2 * needle_cost)
         absent = rng.random() < self.absent_share
         depth = self.depths[index % len(self.depths)]
         answers: list[str] = []
@@ -76,7 +76,7 @@ class Needle(Task):
             spots = [depth] if count == 1 else sorted([depth, rng.choice(self.depths)])
             for i, (spot, value) in enumerate(zip(spots, answers)):
                 units.insert(round(spot * len(units)) + i, statement(asked, value))
-        filled = fill(units, budget, tokenizer)
+        filled = fill(units, budget, prompter)
         return Example(
             id=f"needle-{length}-{seed}-{index}",
             context=filled.context,
@@ -101,7 +101,7 @@ class Needle(Task):
         question += " If the text does not mention it, answer none."
         return Parts(f"what is {key} ?", question, prefix, {"key": key})
 
-    def haystack(self, tokenizer: Tokenizer, mode: str, rng: random.Random, keys: list[str], budget: int) -> list[str]:
+    def haystack(self, prompter: Prompter, mode: str, rng: random.Random, keys: list[str], budget: int) -> list[str]:
         """Distractor units filling `budget` tokens: filler sentences or statements of other keys."""
         units: list[str] = []
         used, recent = 0, list[str]()
@@ -114,7 +114,7 @@ class Needle(Task):
                 if key is None:
                     raise LengthError(f"needle has {len(keys)} distinct keys; this length needs more")
                 unit = statement(key, rng.choice(pool("value")))
-            cost = len(tokenizer.encode(unit))
+            cost = len(prompter.encode(unit))
             if used + cost > budget:
                 return units
             units.append(unit)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lcbench.prompt import Frame, Prompter
-from lcbench.tasks.base import Example, Task, Tokenizer
+from lcbench.tasks.base import Example, Task
 from lcbench.tasks.data_files import DataError, check_fields, read_records, resolve
 from lcbench.tasks.metrics import string_match_all, string_match_part
 
@@ -132,24 +132,24 @@ class Ruler(Task):
             raise DataError(f"its input does not read as RULER's {self.family} template (the question comes before the context)")
         return start, end
 
-    def examples(self, tokenizer: Tokenizer, length: int, n: int, seed: int) -> list[Example]:
-        bos = tokenizer.style.bos if isinstance(tokenizer, Prompter) else ""
-        return [self.from_record(tokenizer, length, line, r, bos) for line, r in read_records(self.file(length))[:n]]
+    def examples(self, prompter: Prompter, length: int, n: int, seed: int) -> list[Example]:
+        return [self.from_record(prompter, length, line, r) for line, r in read_records(self.file(length))[:n]]
 
-    def from_record(self, tokenizer: Tokenizer, length: int, line: int, record: dict[str, Any], bos: str) -> Example:
+    def from_record(self, prompter: Prompter, length: int, line: int, record: dict[str, Any]) -> Example:
         text = record["input"]
+        bos = prompter.style.bos
         start, end = self.split(text)
         before = ("" if text.startswith(bos) else bos) + text[:start]
         after = text[end:] + record["answer_prefix"]
         context = text[start:end]
-        tokens = len(tokenizer.encode(before)) + len(tokenizer.encode(after))
+        tokens = len(prompter.encode(before)) + len(prompter.encode(after))
         return Example(
             id=f"{self.task}-{length}-{record.get('index', line)}",
             context=context,
             query=after,
             references=tuple(record["outputs"]),
             requested_length=length,
-            actual_length=tokens + len(tokenizer.encode(context)),
+            actual_length=tokens + len(prompter.encode(context)),
             answer_tokens=FAMILIES[self.family].max_new_tokens,
             metadata={"line": line, "ruler_length": record["length"]},
             frame=Frame(before, after, tokens, "instruct", record["answer_prefix"]),

@@ -8,8 +8,8 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lcbench.prompt import Parts, frame_of
-from lcbench.tasks.base import Example, LengthError, Task, Tokenizer, fill
+from lcbench.prompt import Parts, Prompter
+from lcbench.tasks.base import Example, LengthError, Task, fill
 from lcbench.tasks.metrics import set_f1, string_match_all
 from lcbench.tasks.words import fill_units, filler_sentence, pool
 
@@ -36,7 +36,7 @@ class Vt(Task):
     def vocabulary(cls) -> list[str]:
         return [*pool("name"), *pool("value"), *pool("source"), "=", ".", "who", "is", "?"]
 
-    def example(self, tokenizer: Tokenizer, length: int, seed: int, index: int) -> Example:
+    def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         rng = random.Random(f"vt/{seed}/{length}/{index}")
         chains = 1 + self.distractor_chains
         names = rng.sample(pool("name"), chains * self.hops)
@@ -52,20 +52,20 @@ class Vt(Task):
             f"are assigned the value {values[0]}, they are:"
         )
         fields = {"value": values[0], "hops": str(self.hops)}
-        frame = frame_of(tokenizer, Parts(f"who is {values[0]} ?", question, prefix, fields))
+        frame = prompter.frame(Parts(f"who is {values[0]} ?", question, prefix, fields))
         budget = length - frame.tokens
-        needed = sum(len(tokenizer.encode(t)) for _, _, t in statements)
+        needed = sum(len(prompter.encode(t)) for _, _, t in statements)
         if budget < needed:
             minimum = length - budget + needed
             raise LengthError(f"length {length} is too short for vt with {self.hops} hops: the minimum is {minimum}")
         recent: list[str] = []
-        noise = fill_units(rng, lambda: filler_sentence(rng, recent), lambda u: len(tokenizer.encode(u)), budget - needed)
+        noise = fill_units(rng, lambda: filler_sentence(rng, recent), lambda u: len(prompter.encode(u)), budget - needed)
         slots = sorted(rng.sample(range(len(noise) + len(statements)), len(statements)))
         order = sorted(statements, key=lambda s: (s[1], rng.random()))  # hop order kept across chains
         units = list(noise)
         for slot, (_, _, text) in zip(slots, order):
             units.insert(slot, text)
-        filled = fill(units, budget, tokenizer)
+        filled = fill(units, budget, prompter)
         answer = " ".join(names[: self.hops])
         return Example(
             id=f"vt-{length}-{seed}-{index}",
