@@ -44,6 +44,7 @@ class Generation:
     logprob: float = 0.0  # sum of the chosen tokens' log-probabilities: the model's confidence
     kv_peak_bytes: int = 0  # the KV cache's own size at its largest during this call
     kv_decode_bytes: int = 0  # its size at the last decode step
+    attention: str = ""  # the attention implementation the call ran with (sdpa, flash_attention_2, lcbench_sparse, ...)
 
 
 def cache_bytes(cache: Any) -> int:
@@ -223,7 +224,16 @@ class Model:
         return DynamicCache(config=self.hf_model.config)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> Model:
+    def load(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        device_map: str | None = None,
+    ) -> Model:
+        """The model in `path` on `device`; `device_map="auto"` spreads its layers over every visible
+        GPU (inputs then go to the first layer's device, `hf_model.device`)."""
         go_offline()
         path = Path(path)
         problems = check_model_dir(path, trust_remote_code)
@@ -237,7 +247,9 @@ class Model:
         tokenizer = load_tokenizer(path, trust_remote_code)
         # On a GPU the weights load straight onto it (accelerate's device map): loading on the host
         # first would cost host RAM the model's size, again for every replaced worker.
-        placement = {"device_map": device} if device.startswith("cuda") else {}
+        if device_map is not None and not device.startswith("cuda"):
+            raise UserError(f"device_map: {device_map} spreads a model over GPUs and this run is on `{device}`; drop it on a CPU")
+        placement = {"device_map": device_map or device} if device.startswith("cuda") else {}
         hf_model = AutoModelForCausalLM.from_pretrained(
             path,
             local_files_only=True,
@@ -249,6 +261,8 @@ class Model:
         if not placement:
             hf_model.to(device)  # type: ignore[arg-type]
         hf_model.eval()
+        if device_map is not None:
+            device = str(hf_model.device)  # where inputs go: the embedding's GPU
         return cls(hf_model, tokenizer, device, path.name)
 
     def encode(self, text: str) -> list[int]:
@@ -330,6 +344,7 @@ class Model:
             logprob,
             max(peak, decode_bytes),
             decode_bytes,
+            str(self.hf_model.config._attn_implementation),
         )
         if self._kept is not None:
             self._kept.append((list(prompt), generation))

@@ -30,6 +30,10 @@ class Usage:
     max_call_tokens: int = 0  # the largest prompt one call attended to: what a budget bounds
     kv_peak_bytes: int = 0  # the largest KV cache any call held
     kv_decode_bytes: int = 0  # the largest KV cache any call decoded from
+    # the last call (the one that wrote the answer): serving's time per output token is its decode
+    last_decode_s: float = 0.0
+    last_decode_steps: int = 0  # its new tokens after the first (which the prefill produced)
+    attention: str = ""  # the attention implementations the calls ran with, joined by "+"
 
     @classmethod
     def of(cls, generation: Generation) -> Usage:
@@ -42,6 +46,9 @@ class Usage:
             max_call_tokens=generation.prompt_tokens,
             kv_peak_bytes=generation.kv_peak_bytes,
             kv_decode_bytes=generation.kv_decode_bytes,
+            last_decode_s=generation.decode_s,
+            last_decode_steps=max(0, generation.new_tokens - 1),
+            attention=generation.attention,
         )
 
     def __add__(self, other: Usage) -> Usage:
@@ -54,6 +61,9 @@ class Usage:
             max_call_tokens=max(self.max_call_tokens, other.max_call_tokens),
             kv_peak_bytes=max(self.kv_peak_bytes, other.kv_peak_bytes),
             kv_decode_bytes=max(self.kv_decode_bytes, other.kv_decode_bytes),
+            last_decode_s=other.last_decode_s,
+            last_decode_steps=other.last_decode_steps,
+            attention="+".join(dict.fromkeys(a for part in (self.attention, other.attention) for a in part.split("+") if a)),
         )
 
 

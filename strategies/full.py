@@ -1,7 +1,13 @@
-"""`full`: the whole input with the model's own attention. The baseline every table compares with."""
+"""`full`: the whole input with the model's own attention. The baseline every table compares with.
+
+`attention` picks the model's attention kernel: `sdpa` (torch's fused attention, the default),
+`flash_attention_2` (the flash-attn package, on a CUDA GPU) or `eager` (the reference matmuls).
+Each record says which ran (`attention`)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -9,11 +15,29 @@ from lcbench.model import Model
 from lcbench.strategies.base import Prediction, Strategy, predict
 from lcbench.tasks.base import Example
 
+ATTENTION = ("sdpa", "flash_attention_2", "eager")
+
 
 @dataclass
 class Full(Strategy):
     name: ClassVar[str] = "full"
     level: ClassVar = "attention"
+    attention: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
+
+    def unavailable_reason(self, model: Model) -> str | None:
+        if self.attention != "flash_attention_2":
+            return None
+        if importlib.util.find_spec("flash_attn") is None:
+            return "attention flash_attention_2 needs the flash-attn package: pip install flash-attn --no-build-isolation"
+        if not model.device.startswith("cuda"):
+            return f"attention flash_attention_2 runs on a CUDA GPU and this run is on {model.device}; use sdpa or eager"
+        return None
 
     def run(self, model: Model, example: Example) -> Prediction:
-        return predict(model, example, model.encode(example.context))
+        switch = model.attention(self.attention) if self.attention != "sdpa" else contextlib.nullcontext()
+        with switch:
+            return predict(model, example, model.encode(example.context))

@@ -234,3 +234,15 @@ def test_on_the_shipped_translation_model_full_breaks_past_its_training_length(t
     assert main(["recommend", str(folder), "--memory", "20MB", "--length", "512"]) == 0
     assert "full breaks at 512" in capsys.readouterr().out
     assert answer(Run.load(folder), Question())
+
+
+def test_summary_gives_time_to_first_token_and_per_output_token_as_median_and_p90():
+    import dataclasses
+
+    records = [
+        dataclasses.replace(r, ttft_s=0.1 * (i + 1), tpot_s=0.001 * (i + 1)) for i, r in enumerate(cell("full", 1024, [1.0] * 10))
+    ]
+    records.append(dataclasses.replace(records[0], example_id="e-old", ttft_s=None, tpot_s=None))  # written before these existed
+    row = summarize(records).iloc[0]
+    assert row["ttft_s"] == pytest.approx(0.55) and row["ttft_p90_s"] == pytest.approx(0.91)
+    assert row["tpot_ms"] == pytest.approx(5.5) and row["tpot_p90_ms"] == pytest.approx(9.1)

@@ -87,3 +87,25 @@ def test_flex_takes_its_kernel_blocks_from_a_tile_below_128_on_cuda():
     on = types.SimpleNamespace(device=torch.device("cuda", 0))
     assert kernel_options(64, on) == {"BLOCK_M": 64, "BLOCK_N": 64} and kernel_options(128, on) == {}
     assert kernel_options(64, torch.zeros(1)) == {}  # the CPU kernel has no such blocks
+
+
+def test_full_runs_the_attention_it_names_and_records_it(llama):
+    from lcbench.prompt import Prompter
+    from lcbench.strategies.full import Full
+    from lcbench.tasks.needle import Needle
+
+    example = Needle().examples(Prompter(llama.tokenizer), 96, 1, seed=3)[0]
+    sdpa, eager = Full().run(llama, example), Full(attention="eager").run(llama, example)
+    assert sdpa.usage.attention == "sdpa" and eager.usage.attention == "eager" and eager.text == sdpa.text
+    reason = Full(attention="flash_attention_2").unavailable_reason(llama)
+    assert reason is not None and ("pip install flash-attn" in reason or "CUDA GPU" in reason)
+    with __import__("pytest").raises(ValueError, match="attention must be one of sdpa, flash_attention_2, eager"):
+        Full(attention="flash")
+
+
+def test_a_device_map_on_a_cpu_is_refused_with_the_fix(tiny_dir):
+    from lcbench.errors import UserError
+    from lcbench.model import Model
+
+    with __import__("pytest").raises(UserError, match="device_map: auto spreads a model over GPUs .* drop it on a CPU"):
+        Model.load(tiny_dir, device="cpu", device_map="auto")

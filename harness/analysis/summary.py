@@ -21,6 +21,8 @@ COST = {
     "prefill_tok_s": ("prefill tok/s", True, ".0f"),
     "decode_tok_s": ("decode tok/s", True, ".1f"),
     "latency_s": ("latency (s)", False, ".3f"),
+    "ttft_s": ("time to first token, median (s)", False, ".3f"),
+    "tpot_ms": ("time per output token, median (ms)", False, ".1f"),
     "calls": ("model calls", False, ".1f"),
     "tokens_processed": ("tokens processed", False, ".0f"),
 }
@@ -56,6 +58,18 @@ def corpus_scores(task: str, ok: pd.DataFrame) -> dict[str, float]:
 def _ratio(numerator: pd.Series, denominator: pd.Series) -> float | None:
     total = denominator.sum()
     return float(numerator.sum() / total) if total and total > 0 else None
+
+
+def serving_times(ok: pd.DataFrame) -> dict[str, float | None]:
+    """Time to first token and time per output token as serving reports them: the median and the
+    90th percentile over the cell's examples."""
+    out: dict[str, float | None] = {}
+    for column, name, scale in (("ttft_s", "ttft", 1.0), ("tpot_s", "tpot", 1e3)):
+        values = ok[column].dropna() if column in ok.columns else pd.Series(dtype=float)
+        unit = "s" if scale == 1.0 else "ms"
+        out[f"{name}_{unit}"] = float(values.median()) * scale if len(values) else None
+        out[f"{name}_p90_{unit}"] = float(values.quantile(0.9)) * scale if len(values) else None
+    return out
 
 
 def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> pd.DataFrame:
@@ -97,6 +111,7 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
             row["prefill_tok_s"] = _ratio(ok["prefill_tokens"], ok["prefill_s"])
             row["decode_tok_s"] = _ratio(ok["decode_steps"], ok["decode_s"])
             row["latency_s"] = ok["latency_s"].mean()
+            row.update(serving_times(ok))
             row["calls"] = ok["calls"].mean()
             row["tokens_processed"] = ok["tokens_processed"].mean()
         rows.append(row)

@@ -118,6 +118,9 @@ class Suite(Frozen):
     trust_remote_code: bool = False
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     dtype: Literal[DTYPES] = "auto"  # type: ignore[valid-type]
+    # `auto`: a model larger than one GPU spread over every GPU this process sees (accelerate's device
+    # map); each layer's cache lives on its layer's GPU. Unset: the whole model on `device`.
+    device_map: Literal["auto"] | None = None
     seed: int = 0
     context_lengths: tuple[Length, ...] = Field(min_length=1)
     samples: int = Field(10, gt=0, le=MAX_SAMPLES)

@@ -66,9 +66,9 @@ class Executor(ABC):
         return None
 
 
-def stamped(records: Iterator[Record], host: str, device: str, gpu: str) -> Iterator[Record]:
+def stamped(records: Iterator[Record], host: str, device: str, gpu: str, dtype: str) -> Iterator[Record]:
     for record in records:
-        yield replace(record, host=host, device=device, gpu=gpu)
+        yield replace(record, host=host, device=device, gpu=gpu, dtype=dtype)
 
 
 class InProcess(Executor):
@@ -76,14 +76,14 @@ class InProcess(Executor):
 
     def __init__(self, suite: Suite, model_dir: str) -> None:
         self.suite = suite
-        self.model = Model.load(model_dir, suite.device, suite.dtype, suite.trust_remote_code)
+        self.model = Model.load(model_dir, suite.device, suite.dtype, suite.trust_remote_code, suite.device_map)
         self.examples = ExampleCache(suite, self.model)
         self.device, self.gpu = device_label(self.model)
         self.dtype = str(next(self.model.hf_model.parameters()).dtype)
 
     def run(self, cell: Cell) -> Iterator[Record]:
         return stamped(
-            run_cell(self.suite, self.model, cell, self.examples), socket.gethostname(), self.device, self.gpu
+            run_cell(self.suite, self.model, cell, self.examples), socket.gethostname(), self.device, self.gpu, self.dtype
         )
 
 

@@ -44,6 +44,8 @@ class Record:
     decode_s: float | None = None
     latency_s: float | None = None  # wall time of the whole prediction, median over repeats
     latency_spread: float | None = None  # (max - min) / median over repeats
+    ttft_s: float | None = None  # time to first token of the answer: the latency less the last call's decode
+    tpot_s: float | None = None  # time per output token of the answer: the last call's decode per step
     repeats: int = 0
     peak_mem_bytes: int | None = None
     kv_peak_bytes: int | None = None  # the KV cache's own bytes: its largest over the example's calls
@@ -54,6 +56,8 @@ class Record:
     host: str = ""  # the machine that ran the example
     device: str = ""  # its device as the process saw it (CUDA_VISIBLE_DEVICES where a scheduler set it)
     gpu: str = ""  # the GPU's type, where there is one
+    dtype: str = ""  # the model's weights' dtype
+    attention: str = ""  # the attention implementation(s) the model ran with (sdpa, flash_attention_2, ...)
     raw_prediction: str = ""  # the model's output where the answer was extracted from it (else empty)
     # every call's prompt and output, for a cell's first example: written to prompts.jsonl, not here
     prompts: list[dict[str, Any]] = field(default_factory=list)

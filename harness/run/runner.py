@@ -172,6 +172,11 @@ def measure_example(
     latencies = [t for _, t in runs]
     record.latency_s = statistics.median(latencies)
     record.latency_spread = (max(latencies) - min(latencies)) / record.latency_s if record.latency_s else 0.0
+    # serving's view of the answer: it starts once the last call has prefilled, then streams a token per step
+    last_decode = statistics.median(p.usage.last_decode_s for p, _ in runs)
+    record.ttft_s = max(0.0, record.latency_s - last_decode)
+    record.tpot_s = last_decode / usage.last_decode_steps if usage.last_decode_steps else None
+    record.attention = usage.attention
     record.repeats = repeats
     peak = memory.result
     record.peak_mem_bytes = peak.peak_bytes
