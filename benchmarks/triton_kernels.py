@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lcbench.sparse.block_list import BlockList, build_block_list
+from lcbench.sparse.block_list import BlockList, build_block_list, build_block_list_over, key_runs
 from lcbench.units import parse_length
 
 TOKENS_PER_ROW = 1 << 17  # batch x heads is chosen so that batch x heads x N stays about constant
@@ -63,6 +63,35 @@ def plans(n: int, args: argparse.Namespace) -> dict[str, tuple[Any, BlockList, A
     return out
 
 
+def chunk_plan(n: int, args: argparse.Namespace) -> tuple[BlockList, Any]:
+    """(block list, element mask) of the last `--chunk` prompt tokens of a prefill of `n` chunked over
+    the bounded cache: the chunk's queries over the kept sinks and window and itself, by position."""
+    from lcbench.sparse.bounded_cache import BoundedCache
+    from lcbench.strategies.triton_fused import TritonFused
+
+    call = TritonFused(pattern="sink_window", window=args.window, sinks=args.sinks, tile=args.tile).call(n, 0, None)
+    begin = max(0, n - args.chunk)
+    queries = torch.arange(begin, n)
+    keys = torch.cat([BoundedCache(1, args.sinks, args.window).kept_after(begin), queries])
+    return build_block_list_over(call.mask, queries, key_runs(keys), args.tile), call.element_mask
+
+
+def chunk_row(n: int, args: argparse.Namespace, flex: Callable[..., Any]) -> dict[str, float]:
+    """The kernel and flex on one chunk over the bounded cache (what a chunked prefill runs per chunk)."""
+    from lcbench.kernels.block_sparse_attention import block_sparse_attention
+    from lcbench.sparse.flex import block_mask
+
+    blocks, element_mask = chunk_plan(n, args)
+    q, k, v = inputs(n, args, "cuda")
+    q, k, v = q[:, :, : blocks.n_q].contiguous(), k[:, :, : blocks.n_kv].contiguous(), v[:, :, : blocks.n_kv].contiguous()
+    masks = block_mask(blocks, device="cuda")
+    return {
+        "ours_chunk_ms": time_ms(partial(block_sparse_attention, q, k, v, blocks, element_mask), args.repeats),
+        "flex_chunk_ms": time_ms(partial(flex, q, k, v, block_mask=masks, enable_gqa=True), args.repeats),
+        "chunk_keys": blocks.n_kv,
+    }
+
+
 def prefill_rows(args: argparse.Namespace) -> list[dict[str, float]]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.attention.flex_attention import flex_attention
@@ -77,8 +106,7 @@ def prefill_rows(args: argparse.Namespace) -> list[dict[str, float]]:
         b_h, d = q.shape[0] * q.shape[1], q.shape[-1]
         row: dict[str, float] = {"n": n, "heads": q.shape[1]}
         for label, (_, blocks, element_mask) in plans(n, args).items():
-            masks = block_mask(blocks)
-            masks = masks.to("cuda") if hasattr(masks, "to") else masks
+            masks = block_mask(blocks, device="cuda")  # its key-position table on the GPU too
             row[f"ours_{label}_ms"] = time_ms(partial(block_sparse_attention, q, k, v, blocks, element_mask), args.repeats)
             row[f"flex_{label}_ms"] = time_ms(partial(flex, q, k, v, block_mask=masks, enable_gqa=True), args.repeats)
             row[f"{label}_tiles"] = blocks.tiles_visited()
@@ -90,6 +118,7 @@ def prefill_rows(args: argparse.Namespace) -> list[dict[str, float]]:
         row["computed_causal_tflops"] = 4 * b_h * row["causal_tiles"] * args.tile**2 * d / row["ours_causal_ms"] / 1e9
         row["computed_window_tflops"] = 4 * b_h * row["window_tiles"] * args.tile**2 * d / row["ours_window_ms"] / 1e9
         row["window_dense_equiv_tflops"] = dense_flops / row["ours_window_ms"] / 1e9
+        row.update(chunk_row(n, args, flex))
         rows.append(row)
         print(f"  prefill {n}: done", file=sys.stderr, flush=True)
     return rows
@@ -123,6 +152,9 @@ def report(prefill: list[dict[str, float]], decode: list[dict[str, float]], args
         print(f"| {r['n']} | {r['heads']} | {r['ours_causal_ms']:.3f} | {r['flex_causal_ms']:.3f} | {r['sdpa_causal_ms']:.3f} | "
               f"{r['ours_causal_tflops']:.0f} | {r['ours_window_ms']:.3f} | {r['flex_window_ms']:.3f} | "
               f"{r['computed_window_tflops']:.0f} | {r['window_dense_equiv_tflops']:.0f} |")  # fmt: skip
+    print(f"\n| N | chunk of {args.chunk} over sinks + window: keys | ours ms | flex ms |\n|---|---|---|---|")
+    for r in prefill:
+        print(f"| {r['n']} | {r['chunk_keys']} | {r['ours_chunk_ms']:.3f} | {r['flex_chunk_ms']:.3f} |")
     print("\n| cache tokens | ours decode tok/s | SDPA decode tok/s | ours GB/s |\n|---|---|---|---|")
     for r in decode:
         print(f"| {r['n']} | {r['ours_tok_s']:.0f} | {r['sdpa_tok_s']:.0f} | {r['gbps']:.0f} |")
@@ -167,7 +199,9 @@ def dry_run(args: argparse.Namespace) -> None:
         q, k, v = inputs(min(n, 256), args, "cpu")
         built = plans(n, args)
         tiles = {label: blocks.tiles_visited() for label, (_, blocks, _) in built.items()}
-        print(f"N {n}: q {tuple(q.shape)} k {tuple(k.shape)} {args.dtype}; tiles visited {tiles}")
+        chunk, _ = chunk_plan(n, args)
+        tiles["chunk"] = chunk.tiles_visited()
+        print(f"N {n}: q {tuple(q.shape)} k {tuple(k.shape)} {args.dtype}; tiles visited {tiles}; chunk keys {chunk.kv_runs}")
     print("dry run: arguments, inputs and block lists are ready; run on a CUDA GPU without --dry-run to time them")
 
 
@@ -181,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--window", type=int, default=1024)
     parser.add_argument("--sinks", type=int, default=4)
+    parser.add_argument("--chunk", type=int, default=1024, help="prefill chunk over the bounded cache (the chunk row)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--dry-run", action="store_true", help="parse, build inputs and block lists; no GPU needed")

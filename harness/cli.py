@@ -68,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     cluster.add_argument("--no-wait", action="store_true", help="submit and return; `lcbench collect RUN_DIR` merges later")
     run.add_argument("--out", type=Path, help="folder for the run folder (default: the suite's `output`)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="complete an interrupted run: only its missing cells run")
+    run.add_argument("--rerun", choices=("noisy",), help="with --resume: measure again the cells whose timing was noisy")
     run.add_argument(
         "--isolate",
         action=argparse.BooleanOptionalAction,
@@ -198,7 +199,7 @@ def run_options(args: argparse.Namespace, device: str) -> RunOptions:
             raise UserError(f"--max-memory: `{args.max_memory}` is not a size; write e.g. 8G or 512M") from None
     return RunOptions(
         isolate, Limits(args.cell_timeout, max_memory), args.skip_after_oom, args.resume, args.show_prompt,
-        args.executor, cluster_settings(args),
+        args.executor, cluster_settings(args), args.rerun,
     )  # fmt: skip
 
 
@@ -230,6 +231,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lcbench.run.run_dir import RunDir
     from lcbench.run.sweep import run_suite
 
+    if args.rerun is not None and args.resume is None:
+        raise UserError("--rerun noisy measures cells of an existing run again; add --resume RUN_DIR")
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive number of examples, got {args.limit}")
     if args.resume is not None:

@@ -9,7 +9,9 @@ keeping the running maximum, normaliser and weighted sum of the online softmax i
 (`exp2`, the scale folded with log2(e)), so no score ever reaches memory. Fully allowed tiles
 skip the element mask; partly allowed ones compute it from positions: causal and (within
 `window` | key < `sinks` | key or query global | distance a multiple of `stride`), which covers
-sinks + window, Longformer, strided and, with tiles inside BigBird's blocks, BigBird.
+sinks + window, Longformer, strided and, with tiles inside BigBird's blocks, BigBird. Keys are
+indexed as they lie in K and V and masked at their true positions (a table of n_kv positions), so
+a chunk of a prefill over a bounded cache's sinks + window runs here too.
 Dao et al., "FlashAttention", 2022; Tillet et al., Triton's fused-attention tutorial.
 """
 
@@ -19,20 +21,22 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
-from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel, next_power_of_two
+from lcbench.kernels.launch import Compiled, check_attention_inputs, chosen_config, kernel, launch, next_power_of_two
 from lcbench.sparse.block_list import EMPTY, PARTIAL, BlockList
 from lcbench.sparse.patterns import Mask
 from lcbench.sparse.reference import masked_attention
 
 NO_LIMIT = 2**31 - 1
 CONFIGS = ((4, 2), (4, 3), (8, 2), (8, 3))
+# integer arguments that change with the prompt: one compiled variant for every length
+LENGTHS = ("n_q", "n_kv", "q_offset", "n_bucket", "max_tiles", "sinks", "window", "stride")
 
 
 def _forward(
-    Q, K, V, Out, Counts, Indices, Flags, Globals,  # noqa: N803 (Triton pointers)
+    Q, K, V, Out, Counts, Indices, Flags, KvPositions, Globals,  # noqa: N803 (Triton pointers)
     stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
     stride_ob, stride_oh, stride_on,
-    n_q, n_kv, q_offset, kv_start, n_bucket, max_tiles, heads, groups, scale,
+    n_q, n_kv, q_offset, n_bucket, max_tiles, heads, groups, scale,
     sinks, window, stride,
     HAS_GLOBALS: tl.constexpr, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,  # noqa: N803
 ):  # fmt: skip
@@ -64,7 +68,9 @@ def _forward(
         )
         scores = tl.dot(q, k, input_precision=PRECISION) * log2_scale
         if tl.load(Flags + tile * max_tiles + j) != 0:
-            kv_pos = cols + kv_start  # key positions: the keys may start past position 0 (a bounded cache)
+            # the keys' true positions, looked up (masked tiles only): a bounded cache's sinks and window
+            # are two runs of positions, so a position is not the key's index plus one offset
+            kv_pos = tl.load(KvPositions + cols, mask=cols < n_kv, other=0)
             distance = q_pos[:, None] - kv_pos[None, :]
             near = (distance < window) | (kv_pos[None, :] < sinks) | ((stride > 0) & (distance % tl.maximum(stride, 1) == 0))
             if HAS_GLOBALS:
@@ -88,8 +94,16 @@ def _forward(
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=rows[:, None] < n_q)
 
 
-def compact_block_list(blocks: BlockList, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """(counts (n_tiles,), indices (n_tiles, C), needs-mask flags (n_tiles, C)) as int32 / int8."""
+def compact_block_list(blocks: BlockList, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(counts (n_tiles,), indices (n_tiles, C), needs-mask flags (n_tiles, C), key positions (n_kv,))
+    as int32 / int8 / int32 on `device`: made once per block list and device, for every layer."""
+    key = ("triton", str(device))
+    if key not in blocks.cached:
+        blocks.cached[key] = compact(blocks, device)
+    return blocks.cached[key]
+
+
+def compact(blocks: BlockList, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n_tiles = -(-blocks.n_q // blocks.tile)
     width = max((b.kv_tiles.shape[1] for b in blocks.batches), default=1)
     counts = torch.zeros(n_tiles, dtype=torch.int32)
@@ -100,41 +114,54 @@ def compact_block_list(blocks: BlockList, device: torch.device) -> tuple[Tensor,
         counts[batch.q_tiles] = used.sum(-1, dtype=torch.int32)
         indices[batch.q_tiles, : batch.kv_tiles.shape[1]] = batch.kv_tiles.to(torch.int32)
         flags[batch.q_tiles, : batch.kv_tiles.shape[1]] = (batch.kinds == PARTIAL).to(torch.int8)
-    return counts.to(device), indices.to(device), flags.to(device)
+    positions = blocks.kv_positions.to(torch.int32) if blocks.n_kv else torch.zeros(1, dtype=torch.int32)
+    return counts.to(device), indices.to(device), flags.to(device), positions.to(device)
 
 
 def block_sparse_attention(
-    q: Tensor, k: Tensor, v: Tensor, blocks: BlockList, element_mask: ElementMask, scale: float | None = None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    blocks: BlockList,
+    element_mask: ElementMask,
+    scale: float | None = None,
+    compiled: Compiled | None = None,
 ) -> tuple[Tensor, str]:
     """The kernel over `blocks` (tiles of `blocks.tile`), partly allowed tiles masked by
-    `element_mask`. Returns (output, the autotuned config)."""
+    `element_mask`. Returns (output, the autotuned config); `compiled` hears the seconds of a call
+    that autotuned or compiled (`launch`)."""
     b, h, n_q, d = q.shape
     check_attention_inputs(q, k, v)
     if k.shape[2] != blocks.n_kv or n_q != blocks.n_q:
         raise ValueError(f"the block list covers {blocks.n_q} queries x {blocks.n_kv} keys; got {n_q} x {k.shape[2]}")
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     out = torch.empty_like(q)
-    counts, indices, flags = compact_block_list(blocks, q.device)
+    counts, indices, flags, kv_positions = compact_block_list(blocks, q.device)
     globals_ = element_mask.global_table(q.device)
     table = globals_ if globals_ is not None else torch.zeros(1, dtype=torch.int8, device=q.device)
-    run = kernel(_forward, CONFIGS, ("n_bucket", "HEAD_DIM"))  # tuned per power-of-two length, not per length
-    run[(len(counts), b * h)](
-        q, k, v, out, counts, indices, flags, table,
+    run = kernel(_forward, CONFIGS, ("n_bucket", "HEAD_DIM"), LENGTHS)  # tuned per power-of-two length, not per length
+    launch(
+        run, (len(counts), b * h),
+        q, k, v, out, counts, indices, flags, kv_positions, table,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         out.stride(0), out.stride(1), out.stride(2),
-        n_q, blocks.n_kv, int(blocks.q_positions[0]) if n_q else 0, blocks.kv_start, next_power_of_two(max(n_q, blocks.n_kv)),
+        n_q, blocks.n_kv, int(blocks.q_positions[0]) if n_q else 0, next_power_of_two(max(n_q, blocks.n_kv)),
         indices.shape[1], h, h // k.shape[1],
         d**-0.5 if scale is None else scale,
         element_mask.sinks, element_mask.window, element_mask.stride,
         HAS_GLOBALS=globals_ is not None, BLOCK=blocks.tile, HEAD_DIM=d, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        heard=compiled,
     )  # fmt: skip
     return out, chosen_config(run)
 
 
 class ElementMask:
     """What the kernel computes inside a partly allowed tile, as numbers: causal and (distance
-    < window | key < sinks | a global end | distance % stride == 0). Must agree with the mask
-    function the block list was built from (tests check each pattern against the dense reference)."""
+    < window | key < sinks | a global end | distance % stride == 0), on true positions (a query's
+    is its offset plus its row; a key's comes from the block list's position table, since a bounded
+    cache's keys are two runs of positions). Must agree with the mask function the block list was
+    built from (tests check each pattern against the dense reference, on whole prefills and on
+    chunks over a bounded cache's kept keys)."""
 
     def __init__(
         self, window: int = NO_LIMIT, sinks: int = 0, stride: int = 0, global_positions: list[int] | None = None, length: int = 0

@@ -17,10 +17,11 @@ import torch
 import triton.language as tl
 from torch import Tensor
 
-from lcbench.kernels.launch import check_attention_inputs, chosen_config, kernel, next_power_of_two
+from lcbench.kernels.launch import Compiled, check_attention_inputs, chosen_config, kernel, launch, next_power_of_two
 
 CONFIGS = ((2, 2), (4, 2), (4, 3), (8, 2))
 TARGET_SPLITS = 32
+LENGTHS = ("n_kv", "n_bucket", "keys_per_split", "n_splits")  # a cache grows by a key a step: one variant for all
 
 
 def _partials(
@@ -84,9 +85,16 @@ def _combine(PartAcc, PartBest, PartTotal, Out, n_splits, BLOCK_S: tl.constexpr,
 
 
 def decode_attention(
-    q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None = None, scale: float | None = None, block_n: int = 64
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    allowed: Tensor | None = None,
+    scale: float | None = None,
+    block_n: int = 64,
+    compiled: Compiled | None = None,
 ) -> tuple[Tensor, str]:
-    """Returns (output (b, h, 1, d), the autotuned config of the split kernel)."""
+    """Returns (output (b, h, 1, d), the autotuned config of the split kernel); `compiled` hears
+    the seconds of a call that autotuned or compiled either kernel (`launch`)."""
     b, h, one, d = q.shape
     if one != 1:
         raise ValueError(f"decode_attention takes one query token, got {one}")
@@ -100,18 +108,21 @@ def decode_attention(
     partial_best = torch.empty(b * h * n_splits, dtype=torch.float32, device=q.device)
     partial_total = torch.empty_like(partial_best)
     row = allowed.to(torch.int8).contiguous() if allowed is not None else torch.zeros(1, dtype=torch.int8, device=q.device)
-    split_kernel = kernel(_partials, CONFIGS, ("n_bucket", "HEAD_DIM"))  # not re-tuned at every new cache length
-    split_kernel[(b * kv_heads, n_splits)](
+    split_kernel = kernel(_partials, CONFIGS, ("n_bucket", "HEAD_DIM"), LENGTHS)  # not re-tuned at every new cache length
+    launch(
+        split_kernel, (b * kv_heads, n_splits),
         q, k, v, row, partial_acc, partial_best, partial_total,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
         n, next_power_of_two(n), keys_per_split, kv_heads, groups, n_splits, d**-0.5 if scale is None else scale,
         HAS_ALLOWED=allowed is not None, BLOCK_H=max(16, next_power_of_two(groups)), BLOCK_N=block_n, HEAD_DIM=d,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32", heard=compiled,
     )  # fmt: skip
     out = torch.empty_like(q)
-    kernel(_combine)[(b * h,)](
-        partial_acc, partial_best, partial_total, out, n_splits, BLOCK_S=next_power_of_two(n_splits), HEAD_DIM=d
-    )
+    combine = kernel(_combine, lengths=("n_splits",))
+    launch(
+        combine, (b * h,), partial_acc, partial_best, partial_total, out, n_splits,
+        BLOCK_S=next_power_of_two(n_splits), HEAD_DIM=d, heard=compiled,
+    )  # fmt: skip
     return out, chosen_config(split_kernel)
 
 

@@ -1,14 +1,25 @@
 """How lcbench's Triton kernels are built: compiled for CUDA and autotuned, or run by Triton's
 interpreter on CPU tensors when the process starts with `TRITON_INTERPRET=1` (the way Triton's
 own CI runs its tutorials without a GPU). Triton fixes the mode when it is first imported, so the
-switch is the environment variable, not a setting."""
+switch is the environment variable, not a setting.
+
+Tuning and compiling happen at a kernel's first call per autotune key (the kernels tune per
+power-of-two length bucket) and per compiled variant. `launch` tells its caller the seconds of
+those calls (`Compiled`), so a record can show them apart from its prefill and decode seconds,
+which include them. Length-like integer arguments are not specialised on (`do_not_specialize`):
+Triton would otherwise compile a new variant whenever a length turns divisible by 16 or equal to
+1, inside a decode loop whose cache grows by one key a step.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable
 from typing import Any
+
+Compiled = Callable[[float], None]  # told the seconds of a call that autotuned or compiled a kernel
 
 
 def triton_missing() -> str | None:
@@ -25,16 +36,52 @@ def interpreting() -> bool:
 
 
 @functools.cache
-def kernel(fn: Callable[..., Any], configs: tuple[tuple[int, int], ...] = (), key: tuple[str, ...] = ()) -> Any:
+def kernel(
+    fn: Callable[..., Any], configs: tuple[tuple[int, int], ...] = (), key: tuple[str, ...] = (), lengths: tuple[str, ...] = ()
+) -> Any:
     """`fn` as a Triton kernel, autotuned over (num_warps, num_stages) `configs` on `key` when
-    compiled; the interpreter runs it once as is (it has no warps to tune)."""
+    compiled, not specialised on the integer arguments `lengths`; the interpreter runs it once as
+    is (it has no warps to tune)."""
     import triton
 
-    jitted = triton.jit(fn)
+    jitted = triton.jit(fn, do_not_specialize=list(lengths))
     if interpreting() or not configs:
         return jitted
     tuned = [triton.Config({}, num_warps=warps, num_stages=stages) for warps, stages in configs]
     return triton.autotune(configs=tuned, key=list(key))(jitted)
+
+
+def launch(compiled: Any, grid: tuple[int, ...], *args: Any, heard: Compiled | None = None, **kwargs: Any) -> None:
+    """`compiled[grid](*args, **kwargs)`; where the call autotuned a new key or compiled a new
+    variant, `heard` gets its seconds, synchronised: the tuning's benchmark runs and the kernel's
+    own run included (milliseconds beside the seconds of tuning). Other calls are not synchronised."""
+    before = variants(compiled)
+    start = time.perf_counter()
+    compiled[grid](*args, **kwargs)
+    if heard is not None and variants(compiled) != before:
+        synchronize(args)
+        heard(time.perf_counter() - start)
+
+
+def variants(compiled: Any) -> tuple[int, int]:
+    """(autotuned keys, compiled variants) of a kernel so far: (0, 0) under the interpreter, which
+    compiles nothing. Read from Triton's caches (`Autotuner.cache`, `JITFunction.device_caches`);
+    where a Triton version has neither, nothing is reported."""
+    tuned = getattr(compiled, "cache", None)
+    jitted = getattr(compiled, "fn", compiled)
+    caches = getattr(jitted, "device_caches", None)
+    built = sum(len(entry[0]) for entry in caches.values()) if isinstance(caches, dict) else 0
+    return (len(tuned) if isinstance(tuned, dict) else 0), built
+
+
+def synchronize(args: tuple[Any, ...]) -> None:
+    """Wait for the device of the first CUDA tensor among `args`."""
+    import torch
+
+    for arg in args:
+        if isinstance(arg, torch.Tensor) and arg.is_cuda:
+            torch.cuda.synchronize(arg.device)
+            return
 
 
 def next_power_of_two(x: int) -> int:

@@ -12,6 +12,15 @@ sinks + window + globals, so memory and decode time stay flat as the input grows
 fall anywhere in the past, and strided keys are counted back from each query, so each next token
 reads a different residue class of past positions (Sparse Transformers' "fixed" variant, with
 absolute summary positions, could be bounded; this one cannot).
+
+Every prefill call runs the named path, the chunks of a chunked prefill over the bounded cache
+too (their keys, the kept sinks and window and the chunk, are taken by position). The record's
+`extra` says what ran: `path_calls.<path>` (forward calls per path, decode steps included),
+`prefill_calls`, `named_path_share` (the share of prefill calls on the named path; the report
+flags a cell under 0.9), `compile_s` / `compiles` (calls that compiled a flex bucket or autotuned
+or compiled a Triton kernel inside the generation: within `prefill_s` / `decode_s`) and
+`precompile_s` (the kernels the generation will need, compiled and tuned before it: outside
+`prefill_s` and `decode_s`, within the example's latency). Nothing is subtracted from any span.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from lcbench.errors import did_you_mean
 from lcbench.model import Model
 from lcbench.sparse import patterns as p
 from lcbench.sparse.bounded_cache import BoundedCache
-from lcbench.sparse.interface import SparseCall, register, sparse_call
+from lcbench.sparse.interface import AttentionShape, SparseCall, compiles, expected_calls, register, sparse_call, warm
 from lcbench.strategies.base import Prediction, Strategy, Usage, framed
 from lcbench.tasks.base import Example
 
@@ -128,29 +137,62 @@ class Sparse(Strategy):
 
     def call(self, prompt_tokens: int, query_tokens: int, cache: object | None) -> SparseCall:
         """The settings one generation runs with (the attention path, mask and cache)."""
-        return SparseCall(self.mask(prompt_tokens, query_tokens), self.tile, self.path, cache)  # type: ignore[arg-type]
+        mask = self.mask(prompt_tokens, query_tokens)
+        return SparseCall(mask, self.tile, self.path, cache, prompt_tokens=prompt_tokens)  # type: ignore[arg-type]
 
     def run(self, model: Model, example: Example) -> Prediction:
+        """The prediction; its `prefill_s` and `decode_s` are `Model.generate`'s spans, which include
+        any compiling and tuning left to the generation (`extra["compile_s"]`), and leave out what
+        `warm` did before it (`extra["precompile_s"]`, within the latency)."""
         frame, context = framed(model, example), model.encode(example.context)
-        prompt = frame(context)
+        prompt, new_tokens = frame(context), example.max_new_tokens(len(context))
         cache = self.cache_for(model, len(prompt), len(frame.after))
-        call = self.call(len(prompt), len(frame.after), cache)
+        call, chunk = self.call(len(prompt), len(frame.after), cache), self.chunk_for(cache)
+        precompile_s = self.prepare(model, call, len(prompt), chunk, new_tokens)
         with sparse_call(call), model.attention(register()):
-            generation = model.generate(
-                prompt, example.max_new_tokens(len(context)), cache=cache, prefill_chunk=self.chunk_for(cache)
-            )
+            generation = model.generate(prompt, new_tokens, cache=cache, prefill_chunk=chunk)
+        extra = self.extra(call, cache, precompile_s)
+        return Prediction(generation.text, Usage.of(generation), note=self.describe(call, len(prompt)), extra=extra)
+
+    def prepare(self, model: Model, call: SparseCall, prompt_tokens: int, chunk: int, new_tokens: int) -> float:
+        """Compile and tune before the generation what its calls will need, where the path compiles
+        anything (flex; Triton unless interpreted); the seconds it took."""
+        if not compiles(call.path):
+            return 0.0
+        return warm(call, attention_shape(model), expected_calls(call.cache, prompt_tokens, chunk, new_tokens))
+
+    def extra(self, call: SparseCall, cache: object | None, precompile_s: float) -> dict[str, float]:
+        """The record's counters: tiles, kept keys, calls per path, the named path's share of the
+        prefill calls, and compile seconds inside and before the generation."""
         extra = {"tile_density": round(sum(call.tiles) / max(len(call.tiles), 1), 4)}
         if isinstance(cache, BoundedCache):
-            extra["kv_cache_tokens"] = cache.kept_tokens()
-        if self.path == "flex":  # the first call per padded length compiles (part of prefill_s)
-            extra.update(flex_compiles=len(call.compile_s), compile_s=round(sum(call.compile_s), 3))
-        return Prediction(generation.text, Usage.of(generation), note=self.describe(call, len(prompt)), extra=extra)
+            extra["kv_cache_tokens"] = float(cache.kept_tokens())
+        extra.update({f"path_calls.{path}": float(count) for path, count in sorted(call.ran.items())})
+        extra["prefill_calls"] = float(sum(call.prefill.values()))
+        extra["named_path_share"] = round(call.named_path_share(), 4)
+        extra.update(compiles=float(len(call.compile_s)), compile_s=round(sum(call.compile_s), 3))
+        extra["precompile_s"] = round(precompile_s, 3)
+        if self.path == "flex":  # as records before `compiles` named it: flex buckets compiled inside the generation
+            extra["flex_compiles"] = float(len(call.compile_s))
+        return extra
 
     def describe(self, call: SparseCall, prompt_tokens: int) -> str:
         ran = ", ".join(f"{path} x{count}" for path, count in sorted(call.ran.items()))
         note = f"{call.mask.__name__}; attention ran: {ran}"
+        if call.named_path_share() < 1:
+            note += f"; {self.path} ran {call.prefill[self.path]} of {sum(call.prefill.values())} prefill calls"
         if self.pattern in WINDOWED and self.window >= prompt_tokens:
             note += f"; window {self.window} >= prompt {prompt_tokens} tokens: attends like full"
         if self.pattern in WHOLE_CACHE:
             note += f"; decode reads the whole KV cache ({WHOLE_CACHE[self.pattern]})"
         return note
+
+
+def attention_shape(model: Model) -> AttentionShape:
+    """The shapes, dtype, device and softmax scale of `model`'s attention calls."""
+    config = model.hf_model.config.get_text_config()
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    scale = next((m.scaling for m in model.hf_model.modules() if isinstance(getattr(m, "scaling", None), float)), None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return AttentionShape(heads, kv_heads, head_dim, model.hf_model.dtype, str(model.device), scale)

@@ -6,6 +6,14 @@ and never writes scores to memory); each decode step runs `kernels/decode_attent
 `sparse`. Without CUDA the cell is recorded `unavailable`, never silently run another way;
 `TRITON_INTERPRET=1` runs the kernels through Triton's interpreter on CPU, for debugging on
 tiny inputs (its times are not performance figures).
+
+Every prefill call runs the fused kernel, each chunk of a chunked prefill over the bounded cache
+too (the kept sinks and window are taken by position). Before each generation the kernels it will
+need are autotuned and compiled (`interface.warm`: one call per autotune key, the prefill
+kernel's power-of-two bucket of the call's length and the decode kernel's of the cache's), so the
+first example's `prefill_s` and `decode_s` hold no tuning; `extra["precompile_s"]` says what that
+took, `extra["compile_s"]` what tuning or compiling was left inside the generation (nothing is
+subtracted from any span). The interpreter compiles and tunes nothing, so nothing is warmed there.
 """
 
 from __future__ import annotations
@@ -59,7 +67,8 @@ class TritonFused(Sparse):
             "longformer": ElementMask(window=self.window, sinks=self.sinks, global_positions=globals_, length=prompt_tokens),
             "strided": ElementMask(window=self.stride, stride=self.stride),
         }.get(self.pattern, ElementMask(window=NO_LIMIT))
-        return SparseCall(self.mask(prompt_tokens, query_tokens), self.tile, "triton", cache, element_mask)
+        mask = self.mask(prompt_tokens, query_tokens)
+        return SparseCall(mask, self.tile, "triton", cache, element_mask, prompt_tokens=prompt_tokens)
 
     def describe(self, call: SparseCall, prompt_tokens: int) -> str:
         note = super().describe(call, prompt_tokens) + f"; triton configs: {', '.join(sorted(call.configs))}"

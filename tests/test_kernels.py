@@ -14,7 +14,8 @@ pytest.importorskip("triton", reason="Triton is not installed: the kernels canno
 from lcbench.kernels.block_sparse_attention import block_sparse_attention, reference_attention  # noqa: E402
 from lcbench.kernels.decode_attention import decode_attention, reference_decode  # noqa: E402
 from lcbench.prompt import Prompter  # noqa: E402
-from lcbench.sparse.block_list import build_block_list  # noqa: E402
+from lcbench.sparse.block_list import build_block_list, build_block_list_over, key_runs  # noqa: E402
+from lcbench.sparse.bounded_cache import BoundedCache  # noqa: E402
 from lcbench.sparse.reference import masked_attention  # noqa: E402
 from lcbench.strategies.sparse import PATTERNS, Sparse  # noqa: E402
 from lcbench.strategies.triton_fused import TritonFused  # noqa: E402
@@ -180,3 +181,95 @@ def test_prefill_kernel_with_keys_that_start_past_position_zero():
     out, _ = block_sparse_attention(q, k, v, blocks, call.element_mask)
     reference = masked_attention(q.cpu(), k.cpu(), v.cpu(), call.mask, q_positions, torch.arange(kv_start, kv_start + n_kv))
     assert (out.cpu() - reference).abs().max() <= 1e-5
+
+
+def bounded_chunk(strategy: Sparse, prompt: int, query: int, begin: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query positions, key positions) of the prefill chunk at `begin` over the strategy's bounded
+    cache: the kept sinks (and globals), the last window - 1 positions, then the chunk itself."""
+    sinks = 0 if strategy.pattern == "window" else strategy.sinks
+    cache = BoundedCache(1, sinks, strategy.window, strategy.global_positions(prompt, query))
+    queries = torch.arange(begin, begin + chunk)
+    return queries, torch.cat([cache.kept_after(begin), queries])
+
+
+@pytest.mark.parametrize("pattern,runs", [("sink_window", 2), ("window", 1), ("longformer", 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_prefill_kernel_over_a_bounded_caches_kept_keys_by_position(pattern, runs, dtype):
+    """A chunk at 150 over sinks 0..2 and the window 111..149: tiles cut over the kept keys (the
+    first one spans the gap), masks at their true positions; longformer's globals 140.. included."""
+    strategy = TritonFused(pattern=pattern, tile=32, **SMALL)
+    call = strategy.call(200, 60, None)
+    queries, keys = bounded_chunk(strategy, 200, 60, begin=150, chunk=37)
+    assert len(key_runs(keys)) == runs
+    q, k, v = tensors((1, 8, len(queries), 32), (1, 2, len(keys), 32), dtype, seed=11)
+    blocks = build_block_list_over(call.mask, queries, key_runs(keys), strategy.tile)
+    out, _ = block_sparse_attention(q, k, v, blocks, call.element_mask)
+    q, k, v = q.cpu(), k.cpu(), v.cpu()
+    reference = masked_attention(q.float(), k.float(), v.float(), call.mask, queries, keys)
+    same_dtype = reference if dtype == torch.float32 else masked_attention(q, k, v, call.mask, queries, keys)
+    assert out.shape == q.shape and out.dtype == dtype
+    assert within_tolerance(out.cpu(), reference, same_dtype, dtype), float((out.cpu().float() - reference).abs().max())
+
+
+def test_triton_fused_runs_every_prefill_chunk_over_the_bounded_cache_on_its_kernel(reference):
+    """96 tokens in chunks of 40 over sinks 4 + window 24: chunks 2 and 3 read two runs of
+    positions; all three run the fused kernel, and give `sparse`'s tokens on its torch block path."""
+    from lcbench.tasks.mt import Mt
+
+    example = Mt().examples(Prompter(reference.tokenizer), 96, 1, seed=4)[0]
+    settings = {"pattern": "sink_window", "window": 24, "sinks": 4, "tile": 16, "prefill_chunk": 40}
+    fused = TritonFused(**settings).run(reference, example)
+    expected = Sparse(**settings, path="blocks").run(reference, example)
+    assert fused.text == expected.text and fused.text
+    assert fused.extra["prefill_calls"] == 3 and fused.extra["path_calls.triton"] == 3
+    assert fused.extra["named_path_share"] == 1.0 and "path_calls.rows" not in fused.extra
+    assert fused.extra["path_calls.triton-decode"] >= 1 and fused.extra["compile_s"] == 0.0
+    assert expected.extra["path_calls.blocks"] == 3 and expected.extra["named_path_share"] == 1.0
+    assert "triton x3" in fused.note and "of 3 prefill calls" not in fused.note
+
+
+def test_launch_reports_the_calls_that_tuned_or_compiled():
+    from lcbench.kernels.launch import launch
+
+    class Tuned:
+        """Stands for an autotuned kernel: a new key fills `cache`."""
+
+        def __init__(self) -> None:
+            self.cache: dict[int, str] = {}
+
+        def __getitem__(self, grid):
+            return lambda n, **kwargs: self.cache.setdefault(n, "config")
+
+    heard: list[float] = []
+    tuned = Tuned()
+    for n in (64, 64, 128, 64):
+        launch(tuned, (1,), n, heard=heard.append)
+    assert len(heard) == 2 and all(s >= 0 for s in heard)
+
+
+def test_warming_runs_each_kernel_key_once_before_the_generation(monkeypatch):
+    """Where kernels compile (forced here: the interpreter compiles nothing), `warm` runs the
+    prefill kernel once per power-of-two bucket of the chunks' lengths and the decode kernel once
+    per bucket of the cache's, and nothing on a second call."""
+    from lcbench.sparse import interface
+
+    monkeypatch.setattr(interface, "compiles", lambda path: True)
+    strategy = TritonFused(pattern="sink_window", window=24, sinks=4, tile=16, prefill_chunk=40)
+    cache = BoundedCache(2, 4, 24)
+    call = strategy.call(100, 0, cache)
+    shape = interface.AttentionShape(2, 1, 16, torch.float32, DEVICE, 0.3)  # a shape no other test uses
+    expected = interface.expected_calls(cache, 100, 40, 6)
+    assert [len(q) for q, _ in expected.prefill] == [40, 40, 20] and [len(k) for _, k in expected.prefill] == [40, 67, 47]
+    assert expected.decode == (28, 28)  # sinks + window - 1 kept, and the new token
+    assert interface.warm(call, shape, expected) > 0
+    warmed = {key[:2] for key in interface.WARMED if shape in key}
+    assert warmed == {("triton", 64), ("triton", 128), ("triton-decode", 32)}
+    before = set(interface.WARMED)
+    interface.warm(call, shape, expected)
+    assert interface.WARMED == before
+
+
+def test_decode_buckets_are_one_length_per_power_of_two():
+    from lcbench.sparse.interface import decode_lengths
+
+    assert decode_lengths(5, 40) == [5, 9, 17, 33] and decode_lengths(8, 8) == [8] and decode_lengths(64, 65) == [64, 65]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 from lcbench.analysis.compare import bootstrap_difference
 from lcbench.cli import main
@@ -75,9 +76,10 @@ def test_gate_trips_on_a_memory_hungry_strategy(baseline, suite_file, tmp_path, 
     real_run = Truncation.run
 
     def hungry(self, model, example):
-        ballast = bytearray(256 << 20)  # touched below, so it is resident
-        ballast[::4096] = b"x" * len(ballast[::4096])
-        return real_run(self, model, example)
+        ballast = torch.ones(256 << 20, dtype=torch.uint8)  # tensor bytes the strategy holds while it answers
+        prediction = real_run(self, model, example)
+        del ballast
+        return prediction
 
     monkeypatch.setattr(Truncation, "run", hungry)
     run = run_suite(suite_file, tmp_path, "hungry", "measure: {warmup: 1, repeats: 1}\n")

@@ -9,7 +9,7 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from lcbench.model import Model
 from lcbench.sparse.block_attention import block_sparse_attention
-from lcbench.sparse.block_list import build_block_list
+from lcbench.sparse.block_list import build_block_list, build_block_list_over, key_runs
 from lcbench.sparse.block_runs import schedule
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.reference import masked_attention
@@ -236,6 +236,9 @@ def test_chunked_prefill_gives_the_tokens_of_one_pass(llama):
     one_pass = Sparse(pattern="sink_window", window=64, sinks=4, tile=32, prefill_chunk=0).run(llama, example)
     chunked = Sparse(pattern="sink_window", window=64, sinks=4, tile=32, prefill_chunk=50).run(llama, example)
     assert chunked.text == one_pass.text and "rows" in chunked.note
+    # every chunk ran the block path over the kept keys (decode steps run rows)
+    assert chunked.extra["path_calls.blocks"] == 6 and chunked.extra["prefill_calls"] == 6
+    assert chunked.extra["named_path_share"] == 1.0 and chunked.extra["path_calls.rows"] >= 1
 
 
 def test_chunked_prefill_memory_is_flat_in_the_prompt_length(reference):
@@ -249,7 +252,7 @@ def test_chunked_prefill_memory_is_flat_in_the_prompt_length(reference):
         cache = strategy.cache_for(reference, n, 0)
         with MeasureMemory("cpu") as meter, sparse_call(strategy.call(n, 0, cache)), reference.attention(register()):
             reference.generate(prompt, 1, cache=cache, prefill_chunk=strategy.chunk_for(cache))
-        peaks[n] = meter.result.rss_bytes
+        peaks[n] = meter.result.peak_bytes  # the counted live tensor bytes: RSS would count the counter's own buffers
     assert peaks[8192] < 1.5 * peaks[2048] + (4 << 20)  # 4x the prompt, about the same memory
 
 
@@ -259,3 +262,111 @@ def test_longformer_prefills_in_one_pass_so_its_global_query_sees_everything(lla
     assert strategy.chunk_for(strategy.cache_for(llama, 300, 3)) == 0
     one_pass = Sparse(pattern="longformer", window=32, tile=32, prefill_chunk=0).run(llama, example)
     assert strategy.run(llama, example).text == one_pass.text
+
+
+def test_key_runs_and_key_spans_map_positions_to_indices():
+    keys = torch.cat([torch.arange(3), torch.arange(111, 150), torch.arange(150, 187)])
+    assert key_runs(keys) == ((0, 3), (111, 76)) and key_runs(torch.arange(5, 9)) == ((5, 4),)
+    blocks = build_block_list_over(Sparse(pattern="window", window=40).mask(200, 0), torch.arange(150, 187), key_runs(keys), 32)
+    assert blocks.n_kv == 79 and blocks.key_spans([(1, 2), (140, 160)]) == [(1, 2), (32, 52)]
+    assert [blocks.position(i) for i in (0, 2, 3, 78)] == [0, 2, 111, 186]
+    assert blocks.key_positions(torch.tensor([0, 3, 78])).tolist() == [0, 111, 186]
+
+
+def kept_keys(strategy: Sparse, prompt: int, query: int, begin: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query positions, key positions) of the prefill chunk at `begin` over the strategy's bounded cache."""
+    sinks = 0 if strategy.pattern == "window" else strategy.sinks
+    cache = BoundedCache(1, sinks, strategy.window, strategy.global_positions(prompt, query))
+    queries = torch.arange(begin, begin + chunk)
+    return queries, torch.cat([cache.kept_after(begin), queries])
+
+
+def chunk_qkv(n_q: int, n_kv: int, heads: int, kv_heads: int, dim: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, heads, n_q, dim, generator=g)
+    return q, torch.randn(1, kv_heads, n_kv, dim, generator=g), torch.randn(1, kv_heads, n_kv, dim, generator=g)
+
+
+@pytest.mark.parametrize("pattern", ["sink_window", "window", "longformer"])
+@pytest.mark.parametrize("tile", [16, 32])
+def test_block_path_over_a_bounded_caches_kept_keys_by_position(pattern, tile):
+    """A chunk of 37 at position 150 over sinks 0..2 and the window 111..149 (longformer: and its
+    globals from 140): the torch block path equals dense attention at the keys' true positions."""
+    strategy = Sparse(pattern=pattern, tile=tile, **SMALL)
+    mask = strategy.mask(200, 60)
+    queries, keys = kept_keys(strategy, 200, 60, begin=150, chunk=37)
+    q, k, v = chunk_qkv(37, len(keys), 8, 2, 32, seed=6)
+    blocks = build_block_list_over(mask, queries, key_runs(keys), tile)
+    expected = masked_attention(q, k, v, mask, queries, keys)
+    assert (block_sparse_attention(q, k, v, blocks) - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("pattern", ["sink_window", "longformer"])
+def test_compiled_flex_path_over_a_bounded_caches_kept_keys_by_position(pattern):
+    from lcbench.sparse.flex import flex_block_attention
+
+    strategy = Sparse(pattern=pattern, tile=16, **SMALL)
+    mask = strategy.mask(200, 60)
+    queries, keys = kept_keys(strategy, 200, 60, begin=150, chunk=37)
+    q, k, v = chunk_qkv(37, len(keys), 4, 2, 16, seed=7)
+    blocks = build_block_list_over(mask, queries, key_runs(keys), 16)
+    out = flex_block_attention(q, k, v, blocks)
+    assert (out - masked_attention(q, k, v, mask, queries, keys)).abs().max() <= 1e-5
+
+
+def test_flex_runs_every_prefill_chunk_compiled_before_the_generation(llama, monkeypatch):
+    """80 tokens in chunks of 40 over sinks 4 + window 24: both chunks run flex (the second over
+    two runs of positions), its buckets compiled before the generation (`precompile_s`), none
+    inside it; the tokens are the torch block path's."""
+    from torch._dynamo.utils import counters
+
+    from lcbench.strategies import sparse
+
+    graphs: list[int] = []
+    original = sparse.warm
+
+    def warm(*args):
+        seconds = original(*args)
+        graphs.append(counters["stats"]["unique_graphs"])  # the graphs compiled once warmed
+        return seconds
+
+    monkeypatch.setattr(sparse, "warm", warm)
+    example = long_example(llama, 80, 8)
+    settings = {"pattern": "sink_window", "window": 24, "sinks": 4, "tile": 16, "prefill_chunk": 40}
+    flex = Sparse(**settings, path="flex").run(llama, example)
+    assert graphs == [counters["stats"]["unique_graphs"]]  # the generation compiled no graph of its own
+    blocks = Sparse(**settings).run(llama, example)
+    assert flex.text == blocks.text
+    assert flex.extra["path_calls.flex"] == 2 and flex.extra["prefill_calls"] == 2 and flex.extra["named_path_share"] == 1.0
+    assert flex.extra["compile_s"] == 0.0 and flex.extra["flex_compiles"] == 0 and flex.extra["precompile_s"] >= 0
+
+
+def test_expected_calls_are_the_calls_a_generation_makes(llama, monkeypatch):
+    """What `warm` prepares for: every prefill call's query and key positions, and the decode steps' key counts."""
+    from lcbench.sparse.interface import SparseCall, expected_calls
+
+    seen: list[tuple[list[int], list[int]]] = []
+    decode: list[int] = []
+    plan = SparseCall.plan
+
+    def spy(call, q_length, kv_length, q_offset):
+        made = plan(call, q_length, kv_length, q_offset)
+        if made.blocks is not None:
+            seen.append((made.blocks.q_positions.tolist(), made.blocks.kv_positions.tolist()))
+        else:
+            decode.append(len(made.kv_positions))
+        return made
+
+    monkeypatch.setattr(SparseCall, "plan", spy)
+    strategy = Sparse(pattern="sink_window", window=24, sinks=4, tile=16, prefill_chunk=30)
+    prompt = llama.encode(long_example(llama, 100, 0).context)
+    cache = strategy.cache_for(llama, 100, 0)
+    call = strategy.call(100, 0, cache)
+    from lcbench.sparse.interface import register, sparse_call
+
+    with sparse_call(call), llama.attention(register()):
+        generation = llama.generate(prompt, 40, cache=cache, prefill_chunk=strategy.chunk_for(cache))
+    expected = expected_calls(strategy.cache_for(llama, 100, 0), 100, 30, 40)
+    assert [(q.tolist(), k.tolist()) for q, k in expected.prefill] == seen
+    assert expected.decode is not None and len(seen) == 4 and generation.new_tokens == len(decode) + 1
+    assert decode[0] == expected.decode[0] and decode[-1] <= expected.decode[1]

@@ -44,8 +44,11 @@ def options(run: Run, task: str, length: int) -> list[Option]:
         quality = mean_interval(run.values(cell, metric))
         if quality is None:
             continue
-        params = run.ok_records[cell][0].params
-        out.append(Option(cell.strategy, quality, _number(row.get("peak_mem_mb")), _number(row.get("latency_s")), params))
+        ok = run.ok_records[cell]
+        peaks = [r.peak_mem_bytes / 2**20 for r in ok if r.peak_mem_bytes is not None]
+        memory, latency = _number(row.get("peak_mem_mb")), _number(row.get("latency_s"))
+        noisy = any(r.noisy for r in ok)
+        out.append(Option(cell.strategy, quality, memory, latency, ok[0].params, mean_interval(peaks), noisy))
     return out
 
 
@@ -84,7 +87,8 @@ def option_text(option: Option, metric: str) -> str:
     """`recursive-256: chrf 99.623 [99.1, 99.9], 6.1 MB, 2.310 s`."""
     costs = [f"{option.memory_mb:.1f} MB" if option.memory_mb is not None else "memory n/a"]
     costs.append(f"{option.latency_s:.3f} s" if option.latency_s is not None else "latency n/a")
-    return f"{option.strategy}: {metric} {option.quality.text()}, {', '.join(costs)}"
+    noisy = " (noisy timing: measure it again)" if option.noisy else ""
+    return f"{option.strategy}: {metric} {option.quality.text()}, {', '.join(costs)}{noisy}"
 
 
 def settings(option: Option) -> str:

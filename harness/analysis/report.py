@@ -91,7 +91,10 @@ def environment_notes(env: dict[str, Any]) -> list[str]:
     ]
     device = str(env.get("device", ""))
     if not (device.startswith("cuda") or (device != "cpu" and env.get("cuda_available"))):
-        notes.append("peak memory is the process's peak RSS above its level before each example")
+        notes.append(
+            "peak memory is the peak of live tensor bytes allocated during each example, counted from the allocator "
+            "(the strategy's own tensors, exact from run to run; the process's peak RSS rise is in each record's memory)"
+        )
     else:
         view = "beside it" if env.get("nvml_available") else "not available here (no NVML)"
         notes.append(
@@ -116,15 +119,58 @@ def device_notes(records: Sequence[Record]) -> list[str]:
     ]
 
 
+NAMED_PATH_SHARE = "named_path_share"  # a record's extra: the share of its prefill attention calls on the path it names
+NAMED_PATH_FLOOR = 0.9
+
+
+def named_path_notes(records: Sequence[Record]) -> list[str]:
+    """Cells whose strategy ran the attention path it names for under 90% of its prefill calls
+    (`extra["named_path_share"]`, weighted by `extra["prefill_calls"]` where recorded): their
+    times measure another path. One line per cell, in record order."""
+    cells: dict[tuple[str, str, int], list[tuple[float, float]]] = {}
+    for r in records:
+        if r.status == "ok" and NAMED_PATH_SHARE in r.extra:
+            weight = float(r.extra.get("prefill_calls", 1.0))
+            cells.setdefault((r.task, r.strategy, r.context_length), []).append((float(r.extra[NAMED_PATH_SHARE]), weight))
+    notes = []
+    for (task, strategy, length), shares in cells.items():
+        total = sum(weight for _, weight in shares)
+        share = sum(s * w for s, w in shares) / total if total else min(s for s, _ in shares)
+        if share < NAMED_PATH_FLOOR:
+            notes.append(
+                f"**{task} · {strategy} · {length}: the attention path the strategy names ran {share:.1%} of its prefill "
+                f"calls** (under {NAMED_PATH_FLOOR:.0%}): its prefill figures measure another path"
+            )
+    return notes
+
+
+def noisy_notes(records: Sequence[Record], run_path: str = "RUN") -> list[str]:
+    """Cells with examples whose timing is not to be trusted (`Record.noisy`: a slowed speed probe,
+    a wide spread of repeats), said once per cell with how to measure them again."""
+    cells: dict[tuple[str, str, int], list[str]] = {}
+    for r in records:
+        if r.status == "ok" and r.noisy:
+            cells.setdefault((r.task, r.strategy, r.context_length), []).append(r.noisy)
+    notes = [
+        f"**noisy timing: {task} · {strategy} · {length}** ({len(reasons)} examples; {reasons[0]})"
+        for (task, strategy, length), reasons in cells.items()
+    ]
+    if notes:
+        notes.append(f"measure the noisy cells again on a quiet machine: `lcbench run --resume {run_path} --rerun noisy`")
+    return notes
+
+
 def render_markdown(
     summary: pd.DataFrame,
     env: dict[str, Any],
     plots: Sequence[str] = (),
     records: Sequence[Record] = (),
     answer_lines: Sequence[str] = (),
+    run_path: str = "RUN",
 ) -> str:
     lines = [f"# lcbench report: {env.get('suite', '')}", ""]
-    lines += [f"- {note}" for note in device_notes(records) + environment_notes(env)]
+    notes = device_notes(records) + named_path_notes(records) + noisy_notes(records, run_path) + environment_notes(env)
+    lines += [f"- {note}" for note in notes]
     lines += ["- cells that did not run show their status (oom, error, unavailable, ...) instead of a number", ""]
     if answer_lines:
         lines += ["## The answer", "", *answer_lines]
@@ -158,7 +204,7 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     answered = answer(run, question) if len(summary) else []
     pareto = pareto_sets(run, question.tolerance) if len(summary) else {}
     plots = plot_run(summary, headline_metrics, path / PLOTS, pareto) if len(summary) else []
-    markdown = render_markdown(summary, folder.env, [f"{PLOTS}/{p.name}" for p in plots], records, answered)
+    markdown = render_markdown(summary, folder.env, [f"{PLOTS}/{p.name}" for p in plots], records, answered, str(path))
     write_atomic(path / "report.md", markdown)
     return summary
 

@@ -77,6 +77,9 @@ class StrategySpec(Frozen):
 class Measure(Frozen):
     warmup: int = Field(0, ge=0, le=100)  # untimed runs of the first example before a cell
     repeats: int = Field(1, ge=1, le=100)  # timed runs per example; quality from the first
+    # an example's timing is noisy where the machine's probe ran slower than its quiet speed by more
+    # than this share, or its repeats spread wider than it: flagged, and rerun by `--rerun noisy`
+    noise: float = Field(0.25, gt=0, le=10)
 
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -129,7 +132,7 @@ class Suite(Frozen):
     data_dir: str | None = None  # where data-set tasks find their files (relative paths resolve here)
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     strategies: tuple[StrategySpec, ...] = Field(min_length=1)
-    measure: Measure = Measure(warmup=0, repeats=1)
+    measure: Measure = Measure(warmup=0, repeats=1, noise=0.25)
     regress: Regress = Regress()
     recommend: Recommend = Recommend()
     output: str = "results"

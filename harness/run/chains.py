@@ -38,6 +38,7 @@ class RunOptions:
     show_prompt: bool = False  # print what the model read for each cell's first example
     executor: str = "local"  # local (in process, or isolated), ray or slurm
     cluster: dict[str, Any] = field(default_factory=dict)  # the executor's site settings (profile and flags)
+    rerun: str | None = None  # with resume: "noisy" measures the cells with noisy timing again
 
 
 class Skips:

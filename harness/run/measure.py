@@ -1,6 +1,13 @@
-"""Peak memory over a measured span: peak RSS on CPU; NVML (per process and device) plus torch's
+"""Peak memory over a measured span: the peak of live tensor bytes on CPU, counted from the
+allocator's own reports, with peak RSS beside it; NVML (per process and device) plus torch's
 allocator peaks on GPU. Every figure is reset at the start of the span and reported as the rise
 above the level before it, so that the model's own weights are not counted as the strategy's.
+
+The headline on a CPU is the peak of the bytes of tensors allocated inside the span and still
+alive: every allocation and free the CPU allocator makes is reported to torch's profiler (op
+events off, memory events only), so the same work gives the same bytes on every run, where peak
+RSS moves by tens of MB with what malloc kept from earlier work. Counting costs each allocation a
+little time, so it runs in a pass of its own (`counting_slows`: the runner times other passes).
 
 The headline on a GPU is the caching allocator's peak of allocated bytes above the span's start:
 the strategy's own tensors, whatever the pool already held. NVML's per-process figure is what the
@@ -14,11 +21,15 @@ process in its list (a container without the host's PID namespace) or raising (M
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import gc
 import os
 import re
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -100,10 +111,74 @@ def load_nvml() -> Any | None:
         return None
 
 
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment: the profiler's C++ side logs every start and
+    stop there (not through Python, so only the descriptor can silence it)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class TensorBytes:
+    """The peak of live CPU tensor bytes allocated between `start` and `stop`, from the allocator's
+    reports to torch's profiler: each allocation and free inside the span is one memory event
+    (bytes, signed); tensors that existed before the span are not counted, nor their frees."""
+
+    def __init__(self) -> None:
+        self.running = False
+
+    def start(self) -> TensorBytes:
+        import torch._C._profiler as profiler
+        from torch.autograd import (
+            ProfilerActivity,
+            ProfilerConfig,
+            ProfilerState,
+            _enable_profiler,
+            _prepare_profiler,
+            _profiler_enabled,
+        )
+
+        if _profiler_enabled():  # someone else is profiling this process: leave them be, count nothing
+            return self
+        config = ProfilerConfig(ProfilerState.KINETO, False, True, False, False, False, profiler._ExperimentalConfig())
+        activities = {ProfilerActivity.CPU}
+        with quiet_stderr():
+            _prepare_profiler(config, activities)
+            # only user scopes record op events, and lcbench opens none: memory events alone are kept
+            _enable_profiler(config, activities, {profiler.RecordScope.USER_SCOPE})  # type: ignore[call-arg]
+        self.running = True
+        return self
+
+    def stop(self) -> int | None:
+        if not self.running:
+            return None
+        from torch._C._autograd import DeviceType
+        from torch.autograd import _disable_profiler
+
+        with quiet_stderr():
+            events = _disable_profiler().events()
+        self.running = False
+        memory = [e for e in events if e.name() == "[memory]" and e.device_type() == DeviceType.CPU]
+        changes = sorted((e.start_ns(), e.nbytes()) for e in memory)  # type: ignore[attr-defined]
+        live = peak = 0
+        for _, change in changes:
+            live += change
+            peak = max(peak, live)
+        return peak
+
+
 @dataclass
 class MemoryPeak:
     """Rise of each memory figure over the span, in bytes (None where not measured)."""
 
+    tensor_bytes: int | None = None  # CPU: peak of live tensor bytes allocated in the span (exact)
     rss_bytes: int | None = None
     gpu_process_bytes: int | None = None  # NVML, this process on the device
     gpu_device_bytes: int | None = None  # NVML, whole device: includes other processes
@@ -112,22 +187,28 @@ class MemoryPeak:
     source: str = "none"
     baseline: dict[str, int] = field(default_factory=dict)
 
+    def counted(self, pass_: MemoryPeak) -> MemoryPeak:
+        """These figures with the tensor bytes another pass over the same work counted."""
+        return dataclasses.replace(self, tensor_bytes=pass_.tensor_bytes, source=pass_.source)
+
     @property
     def peak_bytes(self) -> int | None:
-        """The headline figure: on a GPU the allocator's peak of allocated bytes (the strategy's own
-        tensors), else the process RSS."""
-        for value in (self.torch_allocated_bytes, self.rss_bytes):
+        """The headline figure, the strategy's own tensors on either device: on a GPU the allocator's
+        peak of allocated bytes, on a CPU the counted peak of live tensor bytes; else the process RSS."""
+        for value in (self.torch_allocated_bytes, self.tensor_bytes, self.rss_bytes):
             if value is not None:
                 return value
         return None
 
 
 class MeasureMemory:
-    """Context manager: `with MeasureMemory(device) as m: ...; m.result`."""
+    """Context manager: `with MeasureMemory(device) as m: ...; m.result`. `count_tensors` (CPU)
+    counts live tensor bytes exactly, at a small cost in time per allocation."""
 
-    def __init__(self, device: str = "cpu", nvml: Any | None = None) -> None:
+    def __init__(self, device: str = "cpu", nvml: Any | None = None, count_tensors: bool = True) -> None:
         self.device = device
         self.on_gpu = device.startswith("cuda")
+        self._tensors = TensorBytes() if count_tensors and not self.on_gpu else None
         self.nvml = nvml if nvml is not None else (load_nvml() if self.on_gpu else None)
         self.result = MemoryPeak()
         self._samplers: dict[str, Sampler] = {}
@@ -155,12 +236,16 @@ class MeasureMemory:
                     if sampler.peak is not None:  # a reader that never reads is absent, not zero
                         self._baseline[name] = sampler.peak
                         self._samplers[name] = sampler.start()
+        if self._tensors is not None:
+            self._tensors.start()  # last: what the meter itself allocated is not counted
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        tensor_peak = self._tensors.stop() if self._tensors is not None else None
         peaks = {name: sampler.stop() for name, sampler in self._samplers.items()}
         rss_peak = peaks["rss"] if "rss" in peaks else _status_bytes("VmHWM")
-        result = MemoryPeak(baseline=dict(self._baseline), source="rss")
+        result = MemoryPeak(baseline=dict(self._baseline), source="rss" if tensor_peak is None else "tensor_bytes")
+        result.tensor_bytes = tensor_peak
         if rss_peak is not None:
             result.rss_bytes = max(0, rss_peak - self._baseline["rss"])
         if self.on_gpu:
@@ -224,3 +309,9 @@ def nvml_handle(nvml: Any, device: str) -> Any | None:
         except Exception:
             continue
     return None
+
+
+def counting_slows(device: str) -> bool:
+    """Whether measuring memory on `device` slows the work measured (the CPU's counting does; the
+    GPU allocator's peak is kept by the allocator anyway): then memory and time take separate passes."""
+    return not device.startswith("cuda")

@@ -99,13 +99,15 @@ class RunDir:
         if self._records is not None:
             self._records += records
 
-    def keep_finished(self, cells: Sequence[Cell], samples: int) -> set[str]:
+    def keep_finished(self, cells: Sequence[Cell], samples: int, drop_noisy: bool = False) -> set[str]:
         """Keys of the cells whose records are all here. The records file is rewritten with those
-        alone (atomically): a cell cut short, or a torn last line, is dropped to be rerun."""
+        alone (atomically): a cell cut short, or a torn last line, is dropped to be rerun, and so
+        is a cell with noisy timing where `drop_noisy`."""
         records = self.records()
         by_cell = collections.Counter(r.cell_key for r in records)
+        noisy = {r.cell_key for r in records if r.noisy} if drop_noisy else set()
         planned = {c.key for c in cells}
-        done = {key for key, count in by_cell.items() if key in planned and count >= samples}
+        done = {key for key, count in by_cell.items() if key in planned and count >= samples and key not in noisy}
         kept = [r for r in records if r.cell_key in done]
         write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in kept))
         self._records = kept

@@ -18,7 +18,8 @@ from lcbench.model import Generation, Model
 from lcbench.prompt import Prompter, Style, bos_text, resolve_format
 from lcbench.reference.models import REFERENCE
 from lcbench.registry import strategy_class, task_class
-from lcbench.run.measure import MeasureMemory
+from lcbench.run.measure import MeasureMemory, counting_slows
+from lcbench.run.noise import machine, noise_reason
 from lcbench.run.records import Record
 from lcbench.strategies.base import Prediction, Strategy
 from lcbench.tasks.base import Example, Task
@@ -123,7 +124,7 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache) -> 
             record = Record(**base, example_id=example.id, status="unavailable", message=reason)
         else:
             shown = example is batch[0]  # the first example of a cell keeps every prompt it made
-            record = measure_example(base, strategy, task, model, example, suite.measure.repeats, shown)
+            record = measure_example(base, strategy, task, model, example, suite.measure.repeats, shown, suite.measure.noise)
         yield record
 
 
@@ -136,26 +137,35 @@ def warm_up(strategy: Strategy, model: Model, example: Example, times: int) -> N
 
 
 def measure_example(
-    base: dict[str, Any], strategy: Strategy, task: Task, model: Model, example: Example, repeats: int, shown: bool = False
+    base: dict[str, Any],
+    strategy: Strategy,
+    task: Task,
+    model: Model,
+    example: Example,
+    repeats: int,
+    shown: bool = False,
+    noise: float = 0.25,
 ) -> Record:
     record = Record(**base, example_id=example.id, input_tokens=example.actual_length, references=list(example.references))
     record.metadata = {k: v for k, v in example.metadata.items() if isinstance(v, (int, float, str, bool, type(None)))}
-    runs: list[tuple[Prediction, float]] = []
     calls: list[tuple[list[int], Generation]] = []
+    kept = calls if shown else None
+    counted: Prediction | None = None
     try:
-        with MeasureMemory(model.device) as memory:
-            for repeat in range(repeats):
-                start = time.perf_counter()
-                with model.keeping_calls(calls if shown and repeat == 0 else None):
-                    prediction = strategy.run(model, example)
-                runs.append((prediction, time.perf_counter() - start))
+        if counting_slows(model.device):  # tensor bytes counted in a pass of their own, time (and RSS) in the others
+            with MeasureMemory(model.device) as counting, model.keeping_calls(kept):
+                counted = strategy.run(model, example)
+        before = machine().slowdown()
+        with MeasureMemory(model.device, count_tensors=False) as memory:
+            runs = timed_runs(strategy, model, example, repeats, None if counted else kept)
+        slowdown = max(before, machine().slowdown())
     except oom_types() as exc:
         record.status, record.message = "oom", error_text(exc)
         return record
     except Exception as exc:
         record.status, record.message = ("oom" if out_of_memory(exc) else "error"), error_text(exc)
         return record
-    first = runs[0][0]
+    first = counted or runs[0][0]  # greedy: the counted pass answers as the timed ones; its calls are the kept ones
     answer = example.answer_of(first.text)
     record.prediction, record.message, record.extra = answer, first.note, dict(first.extra)
     record.raw_prediction = first.text if answer != first.text else ""
@@ -178,10 +188,26 @@ def measure_example(
     record.tpot_s = last_decode / usage.last_decode_steps if usage.last_decode_steps else None
     record.attention = usage.attention
     record.repeats = repeats
-    peak = memory.result
+    record.probe_slowdown = round(slowdown, 3)
+    record.noisy = noise_reason(slowdown, record.latency_spread, noise)
+    peak = memory.result if counted is None else memory.result.counted(counting.result)
     record.peak_mem_bytes = peak.peak_bytes
     record.memory = {k: v for k, v in dataclasses.asdict(peak).items() if k != "baseline"}
     return record
+
+
+def timed_runs(
+    strategy: Strategy, model: Model, example: Example, repeats: int, kept: list[tuple[list[int], Generation]] | None
+) -> list[tuple[Prediction, float]]:
+    """`repeats` runs of the strategy on the example, each with its wall time; the first keeps its
+    calls in `kept` where given."""
+    runs = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        with model.keeping_calls(kept if repeat == 0 else None):
+            prediction = strategy.run(model, example)
+        runs.append((prediction, time.perf_counter() - start))
+    return runs
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -63,7 +63,7 @@ def start(
     """The run folder (new, or the one resumed) and the chains of the cells still to run in it."""
     run_dir, suite_hash = open_run_dir(suite, suite_hash, suite_file, options, device, dtype)
     cells = plan(suite, suite_hash)
-    done = run_dir.keep_finished(cells, suite.samples) if options.resume is not None else set()
+    done = run_dir.keep_finished(cells, suite.samples, options.rerun == "noisy") if options.resume is not None else set()
     if done:
         console.print(f"resuming {run_dir.path}: {len(done)} cells done, {len(cells) - len(done)} to run")
     todo = chains([c for c in cells if c.key not in done])

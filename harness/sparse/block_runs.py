@@ -109,8 +109,7 @@ def band_of(tiles: list[int]) -> tuple[int, int]:
 
 def key_spans(blocks: BlockList, q_lo: int, q_hi: int) -> Spans:
     """The mask's key bound for query positions [q_lo, q_hi), as key indices within 0..n_kv."""
-    shifted = [(lo - blocks.kv_start, hi - blocks.kv_start) for lo, hi in blocks.mask.spans(q_lo, q_hi)]
-    return intersect(normalise(shifted), [(0, blocks.n_kv)])
+    return blocks.key_spans(blocks.mask.spans(q_lo, q_hi))
 
 
 def group(cut: list[tuple[int, int, int, int, list[int]]]) -> list[BlockRun]:
@@ -153,8 +152,8 @@ MASK_SLICE = 1 << 16  # (query, key) pairs whose mask is evaluated together: abo
 
 
 def element_mask(blocks: BlockList, q_index: Tensor, kv_index: Tensor) -> Tensor:
-    """The mask on query indices (count, rows, 1) x key indices (count | 1, 1, keys), -1 keys
-    excluded: (count, rows, keys) bool, made `MASK_SLICE` pairs at a time (a strided row's keys
+    """The mask on query indices (count, rows, 1) x key indices (count | 1, 1, keys), evaluated at
+    the keys' positions, -1 keys excluded: (count, rows, keys) bool, made `MASK_SLICE` pairs at a time (a strided row's keys
     reach back to the first)."""
     zero = torch.zeros((), dtype=torch.long)
     count, rows, width = q_index.shape[0], q_index.shape[1], kv_index.shape[-1]
@@ -163,7 +162,7 @@ def element_mask(blocks: BlockList, q_index: Tensor, kv_index: Tensor) -> Tensor
     step = max(1, MASK_SLICE // (count * rows))
     for lo in range(0, width, step):
         keys = kv_index[..., lo : lo + step]
-        allowed[..., lo : lo + step] = blocks.mask(zero, zero, q_pos, keys + blocks.kv_start) & (keys >= 0)
+        allowed[..., lo : lo + step] = blocks.mask(zero, zero, q_pos, blocks.key_positions(keys)) & (keys >= 0)
     return allowed
 
 

@@ -51,9 +51,9 @@ class BoundedLayer(DynamicLayer):
             self.positions = positions[keep]
         return keys, values
 
-    def keeps(self, positions: Tensor) -> Tensor:
-        """Which of `positions` a query at position `self.seen` (the next token) may attend to."""
-        recent = positions > self.seen - self.window
+    def keeps(self, positions: Tensor, seen: int | None = None) -> Tensor:
+        """Which of `positions` a query at position `seen` (default: `self.seen`, the next token) may attend to."""
+        recent = positions > (self.seen if seen is None else seen) - self.window
         return recent | (positions < self.sinks) | torch.isin(positions, self.global_positions)
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
@@ -89,3 +89,11 @@ class BoundedCache(Cache):
 
     def kept_tokens(self) -> int:
         return len(self.key_positions())
+
+    def kept_after(self, seen: int) -> Tensor:
+        """(kept,) the positions this cache keeps once `seen` tokens went in, whatever their calls:
+        what a call at position `seen` attends to besides its own tokens (nothing is changed)."""
+        layer = self.layers[0]
+        assert isinstance(layer, BoundedLayer)
+        positions = torch.arange(seen)
+        return positions[layer.keeps(positions, seen)]

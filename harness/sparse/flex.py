@@ -7,6 +7,9 @@ built once per process and per shape, and compiling takes tens of seconds on a C
 padded up to a few bucket lengths (`bucket`: 1, 2, 3, 4, 6, 8, 12, ... tiles, at most 1.5x the
 input) with the pad keys masked out and the pad queries' tiles skipped: a suite run compiles once
 per bucket, not once per prompt length. The first call of each bucket is timed (`Compiled`).
+
+Keys are looked up by position (a table, one entry per key), so a chunk of a prefill over a
+bounded cache's sinks and window runs here as a whole prefill does, in the same compiled kernel.
 """
 
 from __future__ import annotations
@@ -32,13 +35,21 @@ def bucket(n: int, tile: int) -> int:
         power *= 2
 
 
-def block_mask(blocks: BlockList, n_q: int | None = None, n_kv: int | None = None) -> Any:
+def block_mask(blocks: BlockList, n_q: int | None = None, n_kv: int | None = None, device: Any = "cpu") -> Any:
     """A FlexAttention `BlockMask` (one for all batches and heads) from a block list, for inputs
-    padded to `n_q` queries and `n_kv` keys (default: unpadded): pad tiles are skipped, and pad
-    keys inside the last tile masked out."""
+    padded to `n_q` queries and `n_kv` keys (default: unpadded), on `device`: pad tiles are
+    skipped, and pad keys inside the last tile masked out. Made once per block list, padding and
+    device (`blocks.cached`), so every layer of a forward call shares it."""
+    n_q, n_kv = n_q or blocks.n_q, n_kv or blocks.n_kv
+    key = ("flex", n_q, n_kv, str(device))
+    if key not in blocks.cached:
+        blocks.cached[key] = make_block_mask(blocks, n_q, n_kv, torch.device(device))
+    return blocks.cached[key]
+
+
+def make_block_mask(blocks: BlockList, n_q: int, n_kv: int, device: torch.device) -> Any:
     from torch.nn.attention.flex_attention import BlockMask
 
-    n_q, n_kv = n_q or blocks.n_q, n_kv or blocks.n_kv
     n_q_tiles, n_kv_tiles = -(-n_q // blocks.tile), -(-n_kv // blocks.tile)
     partial = torch.zeros((n_q_tiles, n_kv_tiles), dtype=torch.bool)
     full = torch.zeros_like(partial)
@@ -52,10 +63,15 @@ def block_mask(blocks: BlockList, n_q: int | None = None, n_kv: int | None = Non
     # tensors, not ints: the compiled kernel then takes them as inputs, instead of being
     # specialised (and recompiled) on each prompt's lengths
     q_offset = torch.tensor(int(blocks.q_positions[0]) if blocks.n_q else 0)
-    kv_start, real_kv = torch.tensor(blocks.kv_start), torch.tensor(blocks.n_kv)
+    real_kv = torch.tensor(blocks.n_kv)
+    # each key's position, padded to the bucket: keys may be a bounded cache's sinks and window
+    # (two runs of positions), so a position is looked up, not computed from the index
+    kv_positions = torch.zeros(n_kv, dtype=torch.long)
+    kv_positions[: blocks.n_kv] = blocks.kv_positions
+    kv_positions = kv_positions.to(device)
 
     def mask_mod(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
-        return blocks.mask(b, h, q_idx + q_offset, kv_idx + kv_start) & (kv_idx < real_kv)
+        return blocks.mask(b, h, q_idx + q_offset, kv_positions[kv_idx]) & (kv_idx < real_kv)
 
     return BlockMask.from_kv_blocks(
         counts,
@@ -65,7 +81,7 @@ def block_mask(blocks: BlockList, n_q: int | None = None, n_kv: int | None = Non
         BLOCK_SIZE=blocks.tile,
         mask_mod=mask_mod,
         seq_lengths=(n_q, n_kv),
-    )
+    ).to(device)
 
 
 def compact(tiles: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,9 +108,10 @@ def flex_block_attention(
     """Shapes as `block_sparse_attention`: q (b, h, n_q, d), k, v (b, h_kv, n_kv, d) -> (b, h, n_q, d).
     Inputs are padded to their bucket lengths; `compiled` hears the time of a first call per bucket."""
     n_q, n_kv = bucket(blocks.n_q, blocks.tile), bucket(blocks.n_kv, blocks.tile)
-    mask = block_mask(blocks, n_q, n_kv).to(q.device)
+    mask = block_mask(blocks, n_q, n_kv, q.device)
     padded = [pad(q, n_q), pad(k, n_kv), pad(v, n_kv)]
-    shape = (n_q, n_kv, q.shape[:2], k.shape[1], q.shape[-1], v.shape[-1], q.dtype, q.device, scale)
+    # the pattern too: its numbers (window, sinks) are constants of the compiled graph
+    shape = (n_q, n_kv, q.shape[:2], k.shape[1], q.shape[-1], v.shape[-1], q.dtype, q.device, scale, blocks.mask.__name__)
     start = time.perf_counter()
     options = kernel_options(blocks.tile, q)
     extra = {"kernel_options": options} if options else {}
