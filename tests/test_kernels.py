@@ -124,11 +124,24 @@ def test_a_block_list_of_another_size_is_refused():
         block_sparse_attention(q, k, v, blocks, call.element_mask)
 
 
+def on_kernel_device(model):
+    """The model where the kernels run: itself on a CPU (the interpreter), a copy on the GPU where
+    there is one (the session's CPU models stay as they are for the other tests)."""
+    import copy
+
+    from lcbench.model import Model
+
+    if DEVICE == "cpu":
+        return model
+    return Model(copy.deepcopy(model.hf_model).to(DEVICE), model.tokenizer, DEVICE, model.name)
+
+
 @pytest.mark.parametrize("pattern", ["sink_window", "longformer"])
 def test_triton_fused_gives_full_attention_tokens_when_the_window_covers_everything(tiny_model, pattern):
     from lcbench.strategies.full import Full
     from lcbench.tasks.needle import Needle
 
+    tiny_model = on_kernel_device(tiny_model)
     example = Needle().examples(Prompter(tiny_model.tokenizer), 80, 1, seed=2)[0]
     fused = TritonFused(pattern=pattern, window=512, tile=32).run(tiny_model, example)
     assert fused.text == Full().run(tiny_model, example).text and "attends like full" in fused.note
@@ -137,6 +150,7 @@ def test_triton_fused_gives_full_attention_tokens_when_the_window_covers_everyth
 def test_triton_fused_gives_the_tokens_of_sparse(reference):
     from lcbench.tasks.mt import Mt
 
+    reference = on_kernel_device(reference)
     example = Mt().examples(Prompter(reference.tokenizer), 96, 1, seed=4)[0]
     fused = TritonFused(pattern="sink_window", window=40, sinks=4, tile=32).run(reference, example)
     expected = Sparse(pattern="sink_window", window=40, sinks=4, tile=32).run(reference, example)
@@ -216,6 +230,7 @@ def test_triton_fused_runs_every_prefill_chunk_over_the_bounded_cache_on_its_ker
     positions; all three run the fused kernel, and give `sparse`'s tokens on its torch block path."""
     from lcbench.tasks.mt import Mt
 
+    reference = on_kernel_device(reference)
     example = Mt().examples(Prompter(reference.tokenizer), 96, 1, seed=4)[0]
     settings = {"pattern": "sink_window", "window": 24, "sinks": 4, "tile": 16, "prefill_chunk": 40}
     fused = TritonFused(**settings).run(reference, example)
