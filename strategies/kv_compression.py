@@ -5,13 +5,19 @@ The context is prefilled and scored, each layer keeps its budget of positions pe
 question is then read against the compressed cache (kvpress's question-agnostic setting);
 `question_aware: true` compresses after the question instead (SnapKV's own setting). H2O and TOVA
 also evict one position per decode step, so their cache never grows past the budget. The budget is
-`compression_ratio` (the share of the prompt's cache dropped) or `kv_budget` tokens per head and
-layer, spread evenly or as a PyramidKV taper (`schedule: pyramid`). Records carry the KV cache's
-own bytes, at its peak (the uncompressed prefill) and while decoding.
+`compression_ratio` (the share of the prompt's cache dropped; 0.5 where neither is set) or
+`kv_budget` tokens per head and layer (not both), the same for every method, spread evenly or as a
+PyramidKV taper (`schedule: pyramid`). Records carry the KV cache's own bytes at its peak (inside the
+prefill, where each layer is cut as soon as its attention has scored it, so one layer at a time is
+uncut) and while decoding; `extra` adds the bytes the budgets promise to keep (`kv_promised_bytes`:
+per layer min(budget, scored tokens) positions per KV head, keys and values) and the storage held
+at the end, spare room included (`kv_reserved_bytes`). H2O and TOVA hold the promise while
+decoding; the other methods add each token read after the cut.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Sequence
@@ -32,8 +38,8 @@ class KvCompression(Strategy):
     level: ClassVar = "attention"
 
     method: str = "snapkv"
-    compression_ratio: float | None = 0.5  # share of the cached prompt dropped, in [0, 1)
-    kv_budget: int | None = None  # or: positions kept per KV head and layer (replaces the ratio)
+    compression_ratio: float | None = None  # share of the cached prompt dropped, in [0, 1); 0.5 where neither is set
+    kv_budget: int | None = None  # or: positions kept per KV head and layer (not both)
     schedule: str = "uniform"  # uniform, or pyramid (PyramidKV: 1.5x the budget at the bottom layer to 0.5x at the top)
     window: int = 64  # snapkv: observation window; h2o: recent positions always kept
     kernel: int = 5  # snapkv: pooling width along positions (odd)
@@ -43,12 +49,19 @@ class KvCompression(Strategy):
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(did_you_mean(self.method, METHODS, "method"))
+        if self.kv_budget is not None and self.compression_ratio is not None:
+            raise ValueError(
+                f"set compression_ratio or kv_budget, not both (got {self.compression_ratio} and {self.kv_budget}): "
+                "a ratio is a share of each prompt, a budget a number of positions per KV head and layer"
+            )
         if self.kv_budget is not None:
             if self.kv_budget <= 0:
                 raise ValueError(f"kv_budget must be a positive number of positions, got {self.kv_budget}")
-            self.compression_ratio = None
-        elif self.compression_ratio is None or not 0.0 <= self.compression_ratio < 1.0:
-            raise ValueError(f"compression_ratio must be in [0, 1) (0 keeps everything), got {self.compression_ratio}")
+        else:
+            if self.compression_ratio is None:
+                self.compression_ratio = 0.5
+            if not 0.0 <= self.compression_ratio < 1.0:
+                raise ValueError(f"compression_ratio must be in [0, 1) (0 keeps everything), got {self.compression_ratio}")
         if self.schedule not in ("uniform", "pyramid"):
             raise ValueError(f"schedule must be uniform or pyramid, got {self.schedule!r}")
         if self.window < 1 or self.kernel < 1 or self.kernel % 2 == 0 or self.sinks < 0:
@@ -85,11 +98,21 @@ class KvCompression(Strategy):
         layers = model.hf_model.config.get_text_config().num_hidden_layers
         scored = len(prompt) if self.question_aware else len(head)
         cache = CompressedCache(layers)
-        call = KvCall(self.kv_method(), layer_budgets(self.budget(scored), layers, self.schedule), cache)
+        budgets = layer_budgets(self.budget(scored), layers, self.schedule)
+        # each layer is cut as its attention scores the prefill, with room for the question read after it
+        call = KvCall(self.kv_method(), budgets, cache, split=scored, headroom=max(1, len(prompt) - scored))
         with kv_call(call), model.attention(register()):
             generation = model.generate(
                 prompt, example.max_new_tokens(len(context)), cache=cache, split_at=scored, at_split=call.compress
             )
         kept = sum(cache.layer(i).kept() for i in range(layers)) / layers
-        extra = {"kv_kept_tokens": round(kept, 1), "kv_evicted": float(call.evicted)}
-        return Prediction(generation.text, Usage.of(generation), extra=extra)
+        usage = Usage.of(generation)
+        # the cache peaks inside the prefill's forward (one layer uncut), where the generation's reading cannot see
+        usage = dataclasses.replace(usage, kv_peak_bytes=max(usage.kv_peak_bytes, call.peak_bytes, cache.held_bytes()))
+        extra = {
+            "kv_kept_tokens": round(kept, 1),
+            "kv_evicted": float(call.evicted),
+            "kv_promised_bytes": float(call.promised_bytes(scored)),
+            "kv_reserved_bytes": float(cache.held_bytes()),  # the storage held at the end, spare room included
+        }
+        return Prediction(generation.text, usage, extra=extra)

@@ -1,7 +1,8 @@
 """KV-cache compression: each method's scores and kept positions against a dense reference written
 out plainly (the full N x N attention), attention over the kept keys, positions kept on the keys'
-device, ratio 0 against `full`, H2O and TOVA decoding 2,000 steps within their budget, and bad
-budgets refused by validate."""
+device, ratio 0 against `full`, H2O and TOVA decoding 2,000 steps within their budget, token budgets
+honoured alike by every method (and the bytes they promise), the cache's memory (cuts within the
+storage, each layer cut inside the prefill, geometric growth), and bad budgets refused by validate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from lcbench.cli import main
-from lcbench.kv.compression import CompressedCache, KvCall, layer_budgets
+from lcbench.kv import compression
+from lcbench.kv.compression import GROWTH, CompressedCache, CompressedLayer, KvCall, layer_budgets
 from lcbench.kv.methods import METHODS, build_method, window_attention
 from lcbench.prompt import Prompter
 from lcbench.strategies.full import Full
@@ -152,6 +154,7 @@ def test_h2o_and_tova_decode_two_thousand_steps_within_their_budget(method, llam
         ("{kv_budget: 0}", "kv_budget must be a positive number"),
         ("{kernel: 4}", "kernel odd"),
         ("{schedule: pyramids}", "schedule must be uniform or pyramid"),
+        ("{compression_ratio: 0.5, kv_budget: 48}", "set compression_ratio or kv_budget, not both"),
     ],
 )
 def test_bad_budgets_are_refused_by_validate_with_the_fix(params, expected, suite_file, capsys):
@@ -159,3 +162,147 @@ def test_bad_budgets_are_refused_by_validate_with_the_fix(params, expected, suit
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
+
+
+def tensor_peak(run):
+    """The peak of live CPU tensor bytes allocated while `run()` runs, from torch's profiler memory events."""
+    import torch._C._profiler as profiler
+    from torch.autograd import (
+        ProfilerActivity,
+        ProfilerConfig,
+        ProfilerState,
+        _disable_profiler,
+        _enable_profiler,
+        _prepare_profiler,
+    )
+
+    config = ProfilerConfig(ProfilerState.KINETO, False, True, False, False, False, profiler._ExperimentalConfig())
+    _prepare_profiler(config, {ProfilerActivity.CPU})
+    _enable_profiler(config, {ProfilerActivity.CPU}, {profiler.RecordScope.USER_SCOPE})
+    try:
+        run()
+    finally:
+        events = _disable_profiler().events()
+    live = peak = 0
+    for _, change in sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]"):
+        live += change
+        peak = max(peak, live)
+    return peak
+
+
+def random_kv(n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, KV_HEADS, n, D, generator=generator), torch.randn(1, KV_HEADS, n, D, generator=generator)
+
+
+def test_cuts_move_kept_entries_forward_within_the_storage_piece_by_piece(monkeypatch):
+    """Eviction while decoding: the kept entries move forward inside the layer's own storage, a few
+    entries per piece (the pieces read where earlier ones wrote), equal to a plain gather, and the
+    storage is neither replaced nor copied whole; tokens appended in between land in its spare room."""
+    monkeypatch.setattr(compression, "MOVE_BYTES", 3 * KV_HEADS * D * 4)  # three entries per piece
+    keys, values = random_kv(N, 0)
+    layer = CompressedLayer()
+    layer.update(keys, values)
+    layer.keep(torch.arange(N - 8).expand(KV_HEADS, -1), capacity=N - 4)  # the prefill's cut: own storage, 4 spare
+    assert layer.capacity() == N - 4 and layer.kept() == N - 8 and keys.equal(random_kv(N, 0)[0])  # the input is untouched
+    generator = torch.Generator().manual_seed(1)
+    storage = layer.stores[0].data_ptr()
+    for step in range(30):
+        new_keys, new_values = random_kv(1, 100 + step)
+        layer.update(new_keys, new_values)
+        before_keys, before_values, before_positions = layer.keys.clone(), layer.values.clone(), layer.positions.clone()
+        index = torch.stack([torch.randperm(layer.kept(), generator=generator)[: layer.kept() - 1] for _ in range(KV_HEADS)])
+        peak = tensor_peak(lambda index=index: layer.keep(index))
+        kept = index.sort(dim=-1).values
+        gather = kept[None, :, :, None].expand(1, -1, -1, D)
+        assert layer.keys.equal(before_keys.gather(2, gather)) and layer.values.equal(before_values.gather(2, gather))
+        assert layer.positions.equal(before_positions.gather(1, kept))
+        assert layer.stores[0].data_ptr() == storage and layer.capacity() == N - 4
+        assert peak < layer.held_bytes() / 4  # the index, its sort and one piece; a copy of the keys alone is half
+    assert layer.positions.equal(layer.positions.sort(dim=-1).values)  # still in position order
+
+
+def test_the_prefills_cut_needs_only_the_budgets_storage_beside_the_uncut_layer():
+    keys, values = random_kv(N, 2)
+    layer = CompressedLayer()
+    layer.update(keys, values)
+    index = torch.stack([torch.randperm(N, generator=torch.Generator().manual_seed(h))[:40] for h in range(KV_HEADS)])
+    peak = tensor_peak(lambda: layer.keep(index, capacity=44))
+    assert layer.capacity() == 44 and layer.kept() == 40
+    kept = index.sort(dim=-1).values
+    assert layer.keys.equal(keys.gather(2, kept[None, :, :, None].expand(1, -1, -1, D)))
+    assert peak <= layer.held_bytes() + layer.stores[2].nbytes + 2 * keys.nbytes * 40 // N + 4096
+
+
+def test_new_tokens_grow_the_storage_geometrically_not_at_every_step():
+    keys, values = random_kv(N, 3)
+    layer = CompressedLayer()
+    layer.update(keys[:, :, :8], values[:, :, :8])
+    capacities = {layer.capacity()}
+    for i in range(8, N):
+        returned_keys, _ = layer.update(keys[:, :, i : i + 1], values[:, :, i : i + 1])
+        assert returned_keys.shape[2] == i + 1  # what attention reads: the live entries only
+        capacities.add(layer.capacity())
+    assert layer.keys.equal(keys) and layer.values.equal(values) and layer.positions.equal(torch.arange(N).expand(KV_HEADS, N))
+    assert len(capacities) <= math.ceil(math.log(N / 8, GROWTH)) + 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_layer_is_cut_inside_the_prefill_so_one_layer_at_a_time_holds_more_than_its_budget(method, llama, monkeypatch):
+    moments = []
+    keep = CompressedLayer.keep
+
+    def spy(self, index, capacity=None):
+        if capacity is not None:  # the prefill's cut
+            moments.append([layer.kept() for layer in cache.layers])
+        keep(self, index, capacity)
+
+    made = CompressedCache.__init__
+
+    def capture(self, layers):
+        nonlocal cache
+        made(self, layers)
+        cache = self
+
+    cache = None
+    monkeypatch.setattr(CompressedLayer, "keep", spy)
+    monkeypatch.setattr(CompressedCache, "__init__", capture)
+    example = Needle().examples(Prompter(llama.tokenizer), 160, 1, seed=6)[0]
+    prediction = KvCompression(method=method, kv_budget=40).run(llama, example)
+    layers = llama.hf_model.config.num_hidden_layers
+    assert len(moments) == layers
+    for index, kept in enumerate(moments):  # layer `index` is cut before the next layer's keys exist
+        assert all(k == 40 for k in kept[:index]) and kept[index] > 40 and all(k == 0 for k in kept[index + 1 :])
+    per_token = 2 * llama.hf_model.config.num_key_value_heads * 16 * 4
+    assert prediction.usage.kv_peak_bytes < layers * moments[-1][-1] * per_token  # less than the whole prefill uncut
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_token_budget_is_honoured_alike_by_every_method_and_promises_its_bytes(method, llama):
+    """`kv_budget: 40` keeps 40 positions per KV head and layer whatever the method: the same as the
+    ratio that keeps 40 of the 160 scored (question-aware: the whole prompt is scored), and the bytes
+    promised are those 40 positions' keys and values. H2O and TOVA hold them while decoding; the
+    others add each decoded token."""
+    example = Needle().examples(Prompter(llama.tokenizer), 160, 1, seed=7)[0]
+    by_budget = KvCompression(method=method, kv_budget=40, question_aware=True).run(llama, example)
+    by_ratio = KvCompression(method=method, compression_ratio=0.75, question_aware=True).run(llama, example)
+    assert by_budget.text == by_ratio.text and by_budget.extra == by_ratio.extra
+    config = llama.hf_model.config
+    head_dim = config.hidden_size // config.num_attention_heads
+    promised = 40 * config.num_hidden_layers * config.num_key_value_heads * 2 * head_dim * 4  # keys and values, fp32
+    assert by_budget.extra["kv_promised_bytes"] == promised
+    steps = by_budget.usage.decode_tokens - 1  # the first token comes from the prefill
+    if method in ("h2o", "tova"):
+        assert by_budget.extra["kv_kept_tokens"] == 40 and by_budget.usage.kv_decode_bytes == promised
+    else:
+        assert by_budget.extra["kv_kept_tokens"] == 40 + steps
+        assert by_budget.usage.kv_decode_bytes == promised * (40 + steps) // 40
+    assert by_budget.extra["kv_reserved_bytes"] >= by_budget.usage.kv_decode_bytes
+
+
+def test_either_budget_alone_is_accepted_and_the_ratio_defaults_to_half():
+    assert KvCompression().compression_ratio == 0.5 and KvCompression().budget(100) == 50
+    by_budget = KvCompression(kv_budget=48)
+    assert by_budget.compression_ratio is None and by_budget.budget(100) == by_budget.budget(10_000) == 48
+    with pytest.raises(ValueError, match="not both"):
+        KvCompression(compression_ratio=0.5, kv_budget=48)

@@ -143,8 +143,8 @@ class H2O(KvMethod):
     def step(self, scores: Tensor | None, weights: Tensor, groups: int) -> Tensor:
         # Every new query's attention is summed in; the new positions start from nothing.
         attention, new = by_kv_head(weights.sum(dim=2), groups), weights.shape[2]
-        grown = torch.cat([scores, torch.zeros_like(attention[..., -new:])], dim=-1) if scores is not None else attention
-        return grown + attention
+        grown = torch.cat([scores, torch.zeros_like(attention[..., -new:])], dim=-1) if scores is not None else attention.clone()
+        return grown.add_(attention)
 
 
 @dataclass(frozen=True)
