@@ -26,33 +26,21 @@ SIZES: dict[str, tuple[int, int, int, int, int, int]] = {
 
 def build(size: str, max_positions: int, seed: int = 0) -> tuple[Any, Any]:
     """(model, tokenizer): a `LlamaForCausalLM` of `size` with random weights, and its word tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from lcbench.reference.tiny_model import ROLES
-    from lcbench.reference.word_tokenizer import build_word_tokenizer, prompt_vocabulary, task_vocabulary
+    from lcbench.reference.tiny_model import build_tiny_model
 
     hidden, intermediate, layers, heads, kv_heads, head_dim = SIZES[size]
-    tokenizer = build_word_tokenizer([*task_vocabulary(), *prompt_vocabulary(), *ROLES], split_punctuation=True)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    shape = dict(
         hidden_size=hidden,
         intermediate_size=intermediate,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         head_dim=head_dim,
-        max_position_embeddings=max_positions,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
     )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model, tokenizer = build_tiny_model("llama", seed, max_positions, size=shape)
     if size != "tiny":
         model = model.bfloat16()  # as a GPU loads it (`dtype: auto`); half the bytes to write
-    return model.eval(), tokenizer
+    return model, tokenizer
 
 
 def main() -> None:

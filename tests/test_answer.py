@@ -246,3 +246,22 @@ def test_summary_gives_time_to_first_token_and_per_output_token_as_median_and_p9
     row = summarize(records).iloc[0]
     assert row["ttft_s"] == pytest.approx(0.55) and row["ttft_p90_s"] == pytest.approx(0.91)
     assert row["tpot_ms"] == pytest.approx(5.5) and row["tpot_p90_ms"] == pytest.approx(9.1)
+
+
+def test_a_compression_whose_peak_is_not_below_full_is_flagged_beside_what_it_promised():
+    import dataclasses
+
+    from lcbench.analysis.report import promise_notes, tables
+
+    promise = {"kv_promised_bytes": float(2 << 20)}
+    records = cell("full", 1024, [1.0] * 4, mb=10.0)
+    records += [dataclasses.replace(r, extra=promise) for r in cell("snapkv-50%", 1024, [1.0] * 4, mb=12.0)]
+    records += [dataclasses.replace(r, extra=promise) for r in cell("h2o-50%", 1024, [1.0] * 4, mb=6.0)]
+    summary = summarize(records, strategy_order(records))
+    notes = promise_notes(summary)
+    assert len(notes) == 1 and "qa · snapkv-50% · 1024: peak 12.0 MB is not below full's 10.0 MB" in notes[0]
+    assert "promises 2.00 MB" in notes[0]
+    titles = [title for title, _ in tables(summary)]
+    assert "qa: KV cache its method promises to keep (MB) (lower is better)" in titles
+    plain = summarize(cell("full", 1024, [1.0] * 4), ["full"])
+    assert not any("promises" in title for title, _ in tables(plain))  # no method promised anything: no table

@@ -15,7 +15,7 @@ from tabulate import tabulate
 
 from lcbench.analysis.answer import Question
 from lcbench.analysis.plots import plot_run
-from lcbench.analysis.summary import COST, strategy_order, summarize, task_metrics
+from lcbench.analysis.summary import COST, REFERENCE_STRATEGY, strategy_order, summarize, task_metrics
 from lcbench.run.records import Record, write_atomic
 
 if TYPE_CHECKING:
@@ -73,8 +73,9 @@ def tables(summary: pd.DataFrame) -> list[tuple[str, str]]:
     for task in dict.fromkeys(summary["task"]):
         for metric in task_metrics(summary, task):
             out.append((f"{task}: {metric} (higher is better)", metric_table(summary, task, metric, True, ".3f")))
+        rows = summary[summary["task"] == task]
         for column, (label, higher, fmt) in COST.items():
-            if column in summary.columns:
+            if column in summary.columns and rows[column].notna().any():
                 direction = "higher" if higher else "lower"
                 out.append((f"{task}: {label} ({direction} is better)", metric_table(summary, task, column, higher, fmt)))
     return out
@@ -144,6 +145,24 @@ def named_path_notes(records: Sequence[Record]) -> list[str]:
     return notes
 
 
+def promise_notes(summary: pd.DataFrame) -> list[str]:
+    """Cells of a strategy that promises to keep less KV cache (`kv_promised_mb`) whose measured peak
+    is not below `full`'s at the same task and length: the saving it promises is not one it delivers."""
+    if "kv_promised_mb" not in summary.columns or "peak_mem_mb" not in summary.columns:
+        return []
+    references = summary[summary["strategy"] == REFERENCE_STRATEGY]
+    full = {(r["task"], r["context_length"]): r["peak_mem_mb"] for _, r in references.iterrows()}
+    notes = []
+    for _, r in summary[summary["kv_promised_mb"].notna()].iterrows():
+        reference = full.get((r["task"], r["context_length"]))
+        if reference is not None and not pd.isna(r["peak_mem_mb"]) and r["peak_mem_mb"] >= reference:
+            notes.append(
+                f"**{r['task']} · {r['strategy']} · {r['context_length']}: peak {r['peak_mem_mb']:.1f} MB is not below "
+                f"full's {reference:.1f} MB** though its method promises {r['kv_promised_mb']:.2f} MB of KV cache"
+            )
+    return notes
+
+
 def noisy_notes(records: Sequence[Record], run_path: str = "RUN") -> list[str]:
     """Cells with examples whose timing is not to be trusted (`Record.noisy`: a slowed speed probe,
     a wide spread of repeats), said once per cell with how to measure them again."""
@@ -169,7 +188,8 @@ def render_markdown(
     run_path: str = "RUN",
 ) -> str:
     lines = [f"# lcbench report: {env.get('suite', '')}", ""]
-    notes = device_notes(records) + named_path_notes(records) + noisy_notes(records, run_path) + environment_notes(env)
+    notes = device_notes(records) + named_path_notes(records) + noisy_notes(records, run_path) + promise_notes(summary)
+    notes += environment_notes(env)
     lines += [f"- {note}" for note in notes]
     lines += ["- cells that did not run show their status (oom, error, unavailable, ...) instead of a number", ""]
     if answer_lines:

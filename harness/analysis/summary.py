@@ -18,6 +18,7 @@ SEVERITY = ["oom", "timeout", "error", "unavailable", "skipped", "ok"]  # first 
 COST = {
     "peak_mem_mb": ("peak memory (MB)", False, ".1f"),
     "kv_decode_mb": ("KV cache at decode (MB)", False, ".2f"),
+    "kv_promised_mb": ("KV cache its method promises to keep (MB)", False, ".2f"),
     "prefill_tok_s": ("prefill tok/s", True, ".0f"),
     "decode_tok_s": ("decode tok/s", True, ".1f"),
     "latency_s": ("latency (s)", False, ".3f"),
@@ -108,6 +109,9 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
             for column in ("kv_peak", "kv_decode"):
                 kv = ok[f"{column}_bytes"].dropna()
                 row[f"{column}_mb"] = kv.max() / 2**20 if len(kv) and kv.max() > 0 else None
+            cell = cell_records[(task, strategy, length)]
+            promised = [r.extra["kv_promised_bytes"] for r in cell if r.status == "ok" and "kv_promised_bytes" in r.extra]
+            row["kv_promised_mb"] = max(promised) / 2**20 if promised else None
             row["prefill_tok_s"] = _ratio(ok["prefill_tokens"], ok["prefill_s"])
             row["decode_tok_s"] = _ratio(ok["decode_steps"], ok["decode_s"])
             row["latency_s"] = ok["latency_s"].mean()

@@ -42,9 +42,15 @@ def with_chat_template(tokenizer: Any, chat: str) -> Any:
 
 
 def build_tiny_model(
-    arch: str = "llama", seed: int = 0, max_positions: int = 8192, chat: str | None = None, tokenizer: Any = None
+    arch: str = "llama",
+    seed: int = 0,
+    max_positions: int = 8192,
+    chat: str | None = None,
+    tokenizer: Any = None,
+    size: dict[str, int] | None = None,
 ) -> tuple[Any, Any]:
-    """(model, tokenizer): 2 layers, hidden 64, 4 query heads over 2 KV heads (GQA). The default
+    """(model, tokenizer): 2 layers, hidden 64, 4 query heads over 2 KV heads (GQA), or the config
+    fields `size` gives (`hidden_size`, `num_hidden_layers`, `head_dim`, ...). The default
     word-level tokenizer covers the tasks' words and their instruct prompts', so that every format
     runs; `chat` gives it a chat template; `tokenizer` replaces it (a subword one, say)."""
     import torch
@@ -67,6 +73,7 @@ def build_tiny_model(
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
+    shape.update(size or {})
     torch.manual_seed(seed)
     if arch == "llama":
         model: Any = LlamaForCausalLM(LlamaConfig(**shape))
