@@ -97,18 +97,24 @@ class KvMethod:
 
 
 @dataclass(frozen=True)
-class SnapKV(KvMethod):
+class Windowed(KvMethod):
+    """A method that always keeps the `window` most recent positions."""
+
+    window: int = 64
+
+    @property
+    def recent(self) -> int:
+        return self.window
+
+
+@dataclass(frozen=True)
+class SnapKV(Windowed):
     """SnapKV (Li et al., 2024, "SnapKV: LLM Knows What You are Looking for Before Generation"): the
     attention of the last `window` queries, averaged over them and over the query heads of a KV head,
     pooled along positions (`kernel`); the window itself is kept."""
 
     name: ClassVar[str] = "snapkv"
-    window: int = 64
     kernel: int = 5
-
-    @property
-    def recent(self) -> int:
-        return self.window
 
     def score(self, query: Tensor, key: Tensor, scaling: float) -> Tensor:
         # Pooled over the positions before the window only; the window scores infinite, as `recent` keeps it.
@@ -120,17 +126,12 @@ class SnapKV(KvMethod):
 
 
 @dataclass(frozen=True)
-class H2O(KvMethod):
+class H2O(Windowed):
     """H2O (Zhang et al., 2023, "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large
     Language Models"): attention accumulated over every query so far (heavy hitters), the `window` most
     recent positions always kept; decode steps add to it and evict the lowest."""
 
     name: ClassVar[str] = "h2o"
-    window: int = 64
-
-    @property
-    def recent(self) -> int:
-        return self.window
 
     def score(self, query: Tensor, key: Tensor, scaling: float) -> Tensor:
         n, groups = key.shape[2], query.shape[1] // key.shape[1]

@@ -133,6 +133,13 @@ class TensorBytes:
 
     def __init__(self) -> None:
         self.running = False
+        self.peak: int | None = None  # after `stop`, or leaving the `with` block
+
+    def __enter__(self) -> TensorBytes:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def start(self) -> TensorBytes:
         import torch._C._profiler as profiler
@@ -171,6 +178,7 @@ class TensorBytes:
         for _, change in changes:
             live += change
             peak = max(peak, live)
+        self.peak = peak
         return peak
 
 
@@ -187,9 +195,11 @@ class MemoryPeak:
     source: str = "none"
     baseline: dict[str, int] = field(default_factory=dict)
 
-    def counted(self, pass_: MemoryPeak) -> MemoryPeak:
+    def counted(self, tensor_bytes: int | None) -> MemoryPeak:
         """These figures with the tensor bytes another pass over the same work counted."""
-        return dataclasses.replace(self, tensor_bytes=pass_.tensor_bytes, source=pass_.source)
+        if tensor_bytes is None:  # nothing counted (another profiler ran): these figures as they are
+            return self
+        return dataclasses.replace(self, tensor_bytes=tensor_bytes, source="tensor_bytes")
 
     @property
     def peak_bytes(self) -> int | None:

@@ -18,7 +18,7 @@ from lcbench.model import Generation, Model
 from lcbench.prompt import Prompter, Style, bos_text, resolve_format
 from lcbench.reference.models import REFERENCE
 from lcbench.registry import strategy_class, task_class
-from lcbench.run.measure import MeasureMemory, counting_slows
+from lcbench.run.measure import MeasureMemory, TensorBytes, counting_slows
 from lcbench.run.noise import machine, noise_reason
 from lcbench.run.records import Record
 from lcbench.strategies.base import Prediction, Strategy
@@ -153,7 +153,7 @@ def measure_example(
     counted: Prediction | None = None
     try:
         if counting_slows(model.device):  # tensor bytes counted in a pass of their own, time (and RSS) in the others
-            with MeasureMemory(model.device) as counting, model.keeping_calls(kept):
+            with TensorBytes() as counter, model.keeping_calls(kept):
                 counted = strategy.run(model, example)
         before = machine().slowdown()
         with MeasureMemory(model.device, count_tensors=False) as memory:
@@ -190,7 +190,7 @@ def measure_example(
     record.repeats = repeats
     record.probe_slowdown = round(slowdown, 3)
     record.noisy = noise_reason(slowdown, record.latency_spread, noise)
-    peak = memory.result if counted is None else memory.result.counted(counting.result)
+    peak = memory.result if counted is None else memory.result.counted(counter.peak)
     record.peak_mem_bytes = peak.peak_bytes
     record.memory = {k: v for k, v in dataclasses.asdict(peak).items() if k != "baseline"}
     return record
