@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import inspect
 import json
 import sys
 import time
@@ -35,40 +34,10 @@ METHODS = ("snapkv", "h2o", "tova")
 RATIO = 0.5
 
 
-def _own_tensor_bytes() -> Any:
-    """A meter with `start()` / `stop() -> peak bytes`, counted from the profiler's memory events."""
-
-    class Meter:
-        def start(self) -> Meter:
-            import torch._C._profiler as profiler
-            from torch.autograd import ProfilerActivity, ProfilerConfig, ProfilerState, _enable_profiler, _prepare_profiler
-
-            config = ProfilerConfig(ProfilerState.KINETO, False, True, False, False, False, profiler._ExperimentalConfig())
-            activities = {ProfilerActivity.CPU}
-            _prepare_profiler(config, activities)
-            _enable_profiler(config, activities, {profiler.RecordScope.USER_SCOPE})  # type: ignore[call-arg]
-            return self
-
-        def stop(self) -> int:
-            from torch.autograd import _disable_profiler
-
-            events = _disable_profiler().events()
-            changes = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")  # type: ignore[attr-defined]
-            live = peak = 0
-            for _, change in changes:
-                live += change
-                peak = max(peak, live)
-            return peak
-
-    return Meter()
-
-
 def tensor_meter() -> Any:
-    """`lcbench.run.measure.TensorBytes` where this checkout has it (the runner's own meter), else a copy."""
-    try:
-        from lcbench.run.measure import TensorBytes  # type: ignore[attr-defined]
-    except ImportError:
-        return _own_tensor_bytes()
+    """The runner's own meter of live tensor bytes (`start()`, `stop() -> peak bytes`)."""
+    from lcbench.run.measure import TensorBytes
+
     return TensorBytes()
 
 
@@ -76,10 +45,7 @@ def rss_rise(run: Any) -> tuple[Any, int | None]:
     """`run()`'s result and its peak RSS rise (the kernel's high-water mark, reset first)."""
     from lcbench.run.measure import MeasureMemory
 
-    options: dict[str, Any] = {}
-    if "count_tensors" in inspect.signature(MeasureMemory).parameters:
-        options["count_tensors"] = False  # RSS alone: the counting has its own pass
-    meter = MeasureMemory("cpu", **options)
+    meter = MeasureMemory("cpu", count_tensors=False)  # RSS alone: the counting has its own pass
     with meter:
         result = run()
     return result, meter.result.rss_bytes
