@@ -14,7 +14,10 @@ from lcbench.prompt import FORMATS
 from lcbench.run.engines import EXECUTORS
 from lcbench.units import parse_bytes, parse_length, parse_mb, parse_seconds
 
+SETTLE_MIN, SETTLE_MAX = 4, 64  # `--settle` on a suite of fixed samples: its examples per cell, at first and at most
+
 if TYPE_CHECKING:
+    from lcbench.config.suite import Suite
     from lcbench.run.chains import RunOptions
 
 EPILOG = """examples:
@@ -69,6 +72,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="folder for the run folder (default: the suite's `output`)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="complete an interrupted run: only its missing cells run")
     run.add_argument("--rerun", choices=("noisy",), help="with --resume: measure again the cells whose timing was noisy")
+    run.add_argument(
+        "--settle",
+        action="store_true",
+        help="adaptive sampling: 4 examples per cell, then more only where a verdict is open, up to 64 "
+        "(a suite's `samples: {min, max}` does this by itself)",
+    )
+    run.add_argument(
+        "--time-budget",
+        type=argument(parse_seconds),
+        metavar="DURATION",
+        help="with adaptive sampling: add no round that would end past this, e.g. 10m",
+    )
     run.add_argument(
         "--isolate",
         action=argparse.BooleanOptionalAction,
@@ -229,7 +244,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lcbench.config.suite import read_yaml, validate
     from lcbench.run.preflight import preflight
     from lcbench.run.run_dir import RunDir
-    from lcbench.run.sweep import run_suite
 
     if args.rerun is not None and args.resume is None:
         raise UserError("--rerun noisy measures cells of an existing run again; add --resume RUN_DIR")
@@ -241,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite = validate(RunDir.resume(args.resume).suite_data, None, str(args.resume / "suite.json"))
         preflight(suite)
         options = run_options(args, suite.device)
-        path, completed = run_suite(suite, "", str(args.resume / "suite.json"), options=options)
+        path, completed = run(suite, "", str(args.resume / "suite.json"), options, args.time_budget)
         return finish(path, completed, options)
     if args.suite is None:
         raise UserError("give a suite file, e.g. `lcbench run suites/mt.yaml`, or --resume RUN_DIR")
@@ -261,13 +275,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_one(args: argparse.Namespace, data: dict[str, Any], node: Any, text: str) -> int:
     from lcbench.config.suite import suite_hash, validate
     from lcbench.run.preflight import preflight
-    from lcbench.run.sweep import run_suite
 
     data = {**data, **{k: v for k, v in overrides(args).items() if v is not None}}
     if args.strategies:
         data["strategies"] = select(data, args.strategies)
+    if args.settle and not isinstance(data.get("samples"), dict):
+        data["samples"] = {"min": SETTLE_MIN, "max": SETTLE_MAX}
     if args.limit is not None and isinstance(data.get("samples", 10), int):
         data["samples"] = min(args.limit, data.get("samples", 10))
+    elif args.limit is not None and isinstance(data["samples"], dict):  # the most per cell, and never fewer than 2
+        top = min(args.limit, data["samples"].get("max", SETTLE_MAX))
+        data["samples"] = {"min": max(2, min(top, data["samples"].get("min", SETTLE_MIN))), "max": max(2, top)}
     if args.format is not None:
         data["prompt"] = {**(data.get("prompt") or {}), "format": args.format}
         data["tasks"] = [
@@ -277,8 +295,22 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], node: Any, text: str
     suite = validate(data, node, str(args.suite))
     preflight(suite)
     options = run_options(args, suite.device)
-    path, completed = run_suite(suite, suite_hash(text), str(args.suite), options=options)
+    path, completed = run(suite, suite_hash(text), str(args.suite), options, args.time_budget)
     return finish(path, completed, options)
+
+
+def run(suite: Suite, hash_: str, suite_file: str, options: RunOptions, time_budget_s: float | None) -> tuple[Path, bool]:
+    """The suite's run: in adaptive rounds where it sets `sampling`, else every cell at its count."""
+    from lcbench.run.sweep import run_suite
+    from lcbench.settle import run_adaptive
+
+    if suite.sampling is None:
+        if time_budget_s is not None:
+            raise UserError("--time-budget bounds adaptive sampling; add --settle or give the suite `samples: {min, max}`")
+        return run_suite(suite, hash_, suite_file, options=options)
+    if options.executor != "local":
+        raise UserError("adaptive sampling runs on this machine; on a cluster give the suite a fixed `samples: N`")
+    return run_adaptive(suite, hash_, suite_file, options=options, time_budget_s=time_budget_s)
 
 
 def finish(path: Path, completed: bool, options: RunOptions | None = None) -> int:

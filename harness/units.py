@@ -8,7 +8,7 @@ from typing import Any
 
 MB = 1 << 20  # the tables print memory in MB of 2^20 bytes
 SIZE_SCALE = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-TIME_SCALE = {"": 1.0, "s": 1.0, "ms": 1e-3, "min": 60.0}
+TIME_SCALE = {"": 1.0, "s": 1.0, "ms": 1e-3, "min": 60.0, "m": 60.0, "h": 3600.0}
 LENGTH_SCALE = {"": 1, "k": 1 << 10, "m": 1 << 20}
 
 
@@ -42,11 +42,11 @@ def parse_mb(value: str | float) -> float:
 
 
 def parse_seconds(value: str | float) -> float:
-    """'1s', '500ms', '2min', 0.5 (a bare number is seconds) -> seconds."""
+    """'1s', '500ms', '2min' or '2m', '1h', 0.5 (a bare number is seconds) -> seconds."""
     number = _positive(value)
     if number is not None:
         return number
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|ms|min)?\s*", str(value))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|ms|min|m|h)?\s*", str(value))
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"not a duration: {value!r}; write e.g. 1s, 500ms or 2min")
     return float(match.group(1)) * TIME_SCALE[match.group(2) or ""]

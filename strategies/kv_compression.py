@@ -6,7 +6,7 @@ question is then read against the compressed cache (kvpress's question-agnostic 
 `question_aware: true` compresses after the question instead (SnapKV's own setting). H2O and TOVA
 also evict one position per decode step, so their cache never grows past the budget. The budget is
 `compression_ratio` (the share of the prompt's cache dropped; 0.5 where neither is set) or
-`kv_budget` tokens per head and layer (not both), the same for every method, spread evenly or as a
+`budget_tokens` (KV positions kept per head and layer; not both), the same for every method, spread evenly or as a
 PyramidKV taper (`schedule: pyramid`). Records carry the KV cache's own bytes at its peak (inside the
 prefill, where each layer is cut as soon as its attention has scored it, so one layer at a time is
 uncut) and while decoding; `extra` adds the bytes the budgets promise to keep (`kv_promised_bytes`:
@@ -39,7 +39,7 @@ class KvCompression(Strategy):
 
     method: str = "snapkv"
     compression_ratio: float | None = None  # share of the cached prompt dropped, in [0, 1); 0.5 where neither is set
-    kv_budget: int | None = None  # or: positions kept per KV head and layer (not both)
+    budget_tokens: int | None = None  # or: KV positions kept per head and layer (not both), as sparse's budget_tokens
     schedule: str = "uniform"  # uniform, or pyramid (PyramidKV: 1.5x the budget at the bottom layer to 0.5x at the top)
     window: int = 64  # snapkv: observation window; h2o: recent positions always kept
     kernel: int = 5  # snapkv: pooling width along positions (odd)
@@ -49,14 +49,14 @@ class KvCompression(Strategy):
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(did_you_mean(self.method, METHODS, "method"))
-        if self.kv_budget is not None and self.compression_ratio is not None:
+        if self.budget_tokens is not None and self.compression_ratio is not None:
             raise ValueError(
-                f"set compression_ratio or kv_budget, not both (got {self.compression_ratio} and {self.kv_budget}): "
+                f"set compression_ratio or budget_tokens, not both (got {self.compression_ratio} and {self.budget_tokens}): "
                 "a ratio is a share of each prompt, a budget a number of positions per KV head and layer"
             )
-        if self.kv_budget is not None:
-            if self.kv_budget <= 0:
-                raise ValueError(f"kv_budget must be a positive number of positions, got {self.kv_budget}")
+        if self.budget_tokens is not None:
+            if self.budget_tokens <= 0:
+                raise ValueError(f"budget_tokens must be a positive number of positions, got {self.budget_tokens}")
         else:
             if self.compression_ratio is None:
                 self.compression_ratio = 0.5
@@ -70,8 +70,9 @@ class KvCompression(Strategy):
             )
 
     def problems(self, context_lengths: Sequence[int]) -> list[str]:
-        if self.kv_budget is not None and context_lengths and self.kv_budget >= max(context_lengths):
-            return [f"kv_budget {self.kv_budget} holds every context length (max {max(context_lengths)}): nothing is compressed"]
+        if self.budget_tokens is not None and context_lengths and self.budget_tokens >= max(context_lengths):
+            longest = max(context_lengths)
+            return [f"budget_tokens {self.budget_tokens} holds every context length (max {longest}): nothing is compressed"]
         return []
 
     def unavailable_reason(self, model: Model) -> str | None:
@@ -80,8 +81,8 @@ class KvCompression(Strategy):
         return None
 
     def budget(self, tokens: int) -> int:
-        if self.kv_budget is not None:
-            return self.kv_budget
+        if self.budget_tokens is not None:
+            return self.budget_tokens
         assert self.compression_ratio is not None
         if self.compression_ratio == 0.0:
             return sys.maxsize  # nothing dropped, not even while decoding: the cache of `full`
@@ -110,6 +111,7 @@ class KvCompression(Strategy):
         # the cache peaks inside the prefill's forward (one layer uncut), where the generation's reading cannot see
         usage = dataclasses.replace(usage, kv_peak_bytes=max(usage.kv_peak_bytes, call.peak_bytes, cache.held_bytes()))
         extra = {
+            "budget_tokens": float(min(self.budget(scored), scored)),  # what budget-matched comparisons group by
             "kv_kept_tokens": round(kept, 1),
             "kv_evicted": float(call.evicted),
             "kv_promised_bytes": float(call.promised_bytes(scored)),

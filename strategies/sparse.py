@@ -38,6 +38,7 @@ from lcbench.strategies.base import Prediction, Strategy, Usage, framed
 from lcbench.tasks.base import Example
 
 PATTERNS = ("sink_window", "window", "longformer", "bigbird", "strided", "causal")
+DEFAULT_WINDOW = 512
 WINDOWED = ("sink_window", "window", "longformer")  # patterns whose decode needs a bounded set of keys
 WHOLE_CACHE = {  # patterns whose decode may read any past key, and why
     "bigbird": "random blocks may fall anywhere in the past",
@@ -52,7 +53,8 @@ class Sparse(Strategy):
     paths: ClassVar[tuple[str, ...]] = ("blocks", "flex")
 
     pattern: str = "sink_window"
-    window: int = 512  # sink_window, window, longformer: keys within this many positions back
+    window: int | None = None  # sink_window, window, longformer: keys within this many positions back (512)
+    budget_tokens: int | None = None  # or: the KV tokens a window pattern keeps, sinks + window (not both)
     sinks: int = 4  # sink_window, longformer: the first tokens, always attended
     global_query: bool = True  # longformer: the prompt's query tokens are global
     block: int = 64  # bigbird: block size in tokens
@@ -69,7 +71,11 @@ class Sparse(Strategy):
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
             raise ValueError(did_you_mean(self.pattern, PATTERNS, "pattern"))
-        positive = {"window": self.window, "block": self.block, "local_blocks": self.local_blocks, "stride": self.stride}
+        if self.budget_tokens is not None:
+            self.window = self.window_for_budget()
+        elif self.window is None:
+            self.window = DEFAULT_WINDOW
+        positive = {"window": self.span, "block": self.block, "local_blocks": self.local_blocks, "stride": self.stride}
         for field_name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{field_name} must be a positive number, got {value}")
@@ -90,6 +96,34 @@ class Sparse(Strategy):
         if self.path not in self.paths:
             raise ValueError(f"path must be {' or '.join(self.paths)}, got {self.path!r}")
 
+    def window_for_budget(self) -> int:
+        """The window that keeps `budget_tokens` KV tokens: the budget less the sinks the pattern keeps
+        (a longformer's global query tokens come on top, as the question does for a KV method)."""
+        assert self.budget_tokens is not None
+        if self.window is not None:
+            raise ValueError(
+                f"set window or budget_tokens, not both (got {self.window} and {self.budget_tokens}): "
+                "the budget is the sinks plus the window"
+            )
+        if self.pattern not in WINDOWED:
+            raise ValueError(
+                f"budget_tokens bounds the KV cache of {', '.join(WINDOWED)}; {self.pattern} keeps every key "
+                f"({WHOLE_CACHE.get(self.pattern, 'it is dense')}): leave budget_tokens out"
+            )
+        sinks = self.kept_sinks()
+        if self.budget_tokens <= sinks:
+            raise ValueError(f"budget_tokens must exceed the {sinks} sinks it includes, got {self.budget_tokens}")
+        return self.budget_tokens - sinks
+
+    def kept_sinks(self) -> int:
+        return 0 if self.pattern == "window" else self.sinks
+
+    @property
+    def span(self) -> int:
+        """The window, resolved (the default, or what `budget_tokens` leaves after the sinks)."""
+        assert self.window is not None
+        return self.window
+
     def problems(self, context_lengths: Sequence[int]) -> list[str]:
         return []  # a window past the context is allowed: the record says it attends like full
 
@@ -104,12 +138,12 @@ class Sparse(Strategy):
     def mask(self, prompt_tokens: int, query_tokens: int) -> p.Mask:
         """The pattern for a prompt of `prompt_tokens` whose last `query_tokens` are the query."""
         if self.pattern == "window":
-            return p.causal() & p.sliding_window(self.window)
+            return p.causal() & p.sliding_window(self.span)
         if self.pattern == "sink_window":
-            return p.causal() & (p.sinks(self.sinks) | p.sliding_window(self.window))
+            return p.causal() & (p.sinks(self.sinks) | p.sliding_window(self.span))
         if self.pattern == "longformer":
             chosen = p.global_tokens(self.global_positions(prompt_tokens, query_tokens), prompt_tokens)
-            return p.causal() & (p.sinks(self.sinks) | p.sliding_window(self.window) | chosen)
+            return p.causal() & (p.sinks(self.sinks) | p.sliding_window(self.span) | chosen)
         if self.pattern == "bigbird":
             return p.causal() & p.block_sparse(self.block, self.local_blocks, self.random_blocks, self.global_blocks, self.seed)
         if self.pattern == "strided":
@@ -124,9 +158,8 @@ class Sparse(Strategy):
     def cache_for(self, model: Model, prompt_tokens: int, query_tokens: int) -> object | None:
         if self.pattern not in WINDOWED or not self.bounded_cache:
             return None  # the model's own cache, unbounded
-        sinks = 0 if self.pattern == "window" else self.sinks
         layers = model.hf_model.config.get_text_config().num_hidden_layers
-        return BoundedCache(layers, sinks, self.window, self.global_positions(prompt_tokens, query_tokens))
+        return BoundedCache(layers, self.kept_sinks(), self.span, self.global_positions(prompt_tokens, query_tokens))
 
     def chunk_for(self, cache: object | None) -> int:
         """Chunked prefill only where the cache is bounded: each chunk then attends to at most
@@ -167,6 +200,7 @@ class Sparse(Strategy):
         extra = {"tile_density": round(sum(call.tiles) / max(len(call.tiles), 1), 4)}
         if isinstance(cache, BoundedCache):
             extra["kv_cache_tokens"] = float(cache.kept_tokens())
+            extra["budget_tokens"] = float(self.kept_sinks() + self.span)  # what budget-matched comparisons group by
         extra.update({f"path_calls.{path}": float(count) for path, count in sorted(call.ran.items())})
         extra["prefill_calls"] = float(sum(call.prefill.values()))
         extra["named_path_share"] = round(call.named_path_share(), 4)
@@ -181,8 +215,8 @@ class Sparse(Strategy):
         note = f"{call.mask.__name__}; attention ran: {ran}"
         if call.named_path_share() < 1:
             note += f"; {self.path} ran {call.prefill[self.path]} of {sum(call.prefill.values())} prefill calls"
-        if self.pattern in WINDOWED and self.window >= prompt_tokens:
-            note += f"; window {self.window} >= prompt {prompt_tokens} tokens: attends like full"
+        if self.pattern in WINDOWED and self.span >= prompt_tokens:
+            note += f"; window {self.span} >= prompt {prompt_tokens} tokens: attends like full"
         if self.pattern in WHOLE_CACHE:
             note += f"; decode reads the whole KV cache ({WHOLE_CACHE[self.pattern]})"
         return note

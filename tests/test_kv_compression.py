@@ -135,7 +135,7 @@ def test_h2o_and_tova_decode_two_thousand_steps_within_their_budget(method, llam
     example = dataclasses.replace(example, answer_tokens=2000)
     llama.eos_ids, saved = set(), llama.eos_ids  # no early stop: every one of the 2,000 steps runs
     try:
-        prediction = KvCompression(method=method, kv_budget=48, window=8).run(llama, example)
+        prediction = KvCompression(method=method, budget_tokens=48, window=8).run(llama, example)
     finally:
         llama.eos_ids = saved
     assert prediction.usage.decode_tokens == 2000
@@ -151,10 +151,10 @@ def test_h2o_and_tova_decode_two_thousand_steps_within_their_budget(method, llam
     [
         ("{method: snapk}", "did you mean `snapkv`"),
         ("{compression_ratio: 1.0}", "compression_ratio must be in [0, 1)"),
-        ("{kv_budget: 0}", "kv_budget must be a positive number"),
+        ("{budget_tokens: 0}", "budget_tokens must be a positive number"),
         ("{kernel: 4}", "kernel odd"),
         ("{schedule: pyramids}", "schedule must be uniform or pyramid"),
-        ("{compression_ratio: 0.5, kv_budget: 48}", "set compression_ratio or kv_budget, not both"),
+        ("{compression_ratio: 0.5, budget_tokens: 48}", "set compression_ratio or budget_tokens, not both"),
     ],
 )
 def test_bad_budgets_are_refused_by_validate_with_the_fix(params, expected, suite_file, capsys):
@@ -268,7 +268,7 @@ def test_each_layer_is_cut_inside_the_prefill_so_one_layer_at_a_time_holds_more_
     monkeypatch.setattr(CompressedLayer, "keep", spy)
     monkeypatch.setattr(CompressedCache, "__init__", capture)
     example = Needle().examples(Prompter(llama.tokenizer), 160, 1, seed=6)[0]
-    prediction = KvCompression(method=method, kv_budget=40).run(llama, example)
+    prediction = KvCompression(method=method, budget_tokens=40).run(llama, example)
     layers = llama.hf_model.config.num_hidden_layers
     assert len(moments) == layers
     for index, kept in enumerate(moments):  # layer `index` is cut before the next layer's keys exist
@@ -279,12 +279,12 @@ def test_each_layer_is_cut_inside_the_prefill_so_one_layer_at_a_time_holds_more_
 
 @pytest.mark.parametrize("method", METHODS)
 def test_a_token_budget_is_honoured_alike_by_every_method_and_promises_its_bytes(method, llama):
-    """`kv_budget: 40` keeps 40 positions per KV head and layer whatever the method: the same as the
+    """`budget_tokens: 40` keeps 40 positions per KV head and layer whatever the method: the same as the
     ratio that keeps 40 of the 160 scored (question-aware: the whole prompt is scored), and the bytes
     promised are those 40 positions' keys and values. H2O and TOVA hold them while decoding; the
     others add each decoded token."""
     example = Needle().examples(Prompter(llama.tokenizer), 160, 1, seed=7)[0]
-    by_budget = KvCompression(method=method, kv_budget=40, question_aware=True).run(llama, example)
+    by_budget = KvCompression(method=method, budget_tokens=40, question_aware=True).run(llama, example)
     by_ratio = KvCompression(method=method, compression_ratio=0.75, question_aware=True).run(llama, example)
     assert by_budget.text == by_ratio.text and by_budget.extra == by_ratio.extra
     config = llama.hf_model.config
@@ -302,7 +302,7 @@ def test_a_token_budget_is_honoured_alike_by_every_method_and_promises_its_bytes
 
 def test_either_budget_alone_is_accepted_and_the_ratio_defaults_to_half():
     assert KvCompression().compression_ratio == 0.5 and KvCompression().budget(100) == 50
-    by_budget = KvCompression(kv_budget=48)
+    by_budget = KvCompression(budget_tokens=48)
     assert by_budget.compression_ratio is None and by_budget.budget(100) == by_budget.budget(10_000) == 48
     with pytest.raises(ValueError, match="not both"):
-        KvCompression(compression_ratio=0.5, kv_budget=48)
+        KvCompression(compression_ratio=0.5, budget_tokens=48)

@@ -11,7 +11,14 @@ from conftest import ROOT
 FOLDERS = {"harness": "lcbench", "strategies": "lcbench.strategies", "kernels": "lcbench.kernels"}
 # The layer of each subpackage; everything else (the top-level modules the plugins use, tasks,
 # sparse, kv, reference, strategies, kernels) is the base every layer may import.
-LAYERS = {"lcbench.config": 1, "lcbench.run": 2, "lcbench.analysis": 3, "lcbench.cli": 4, "lcbench.__main__": 4}
+LAYERS = {
+    "lcbench.config": 1,
+    "lcbench.run": 2,
+    "lcbench.analysis": 3,
+    "lcbench.settle": 4,  # adaptive sampling: runs rounds (run) on the answer's open verdicts (analysis)
+    "lcbench.cli": 4,
+    "lcbench.__main__": 4,
+}
 
 
 def modules() -> dict[str, Path]:

@@ -5,6 +5,9 @@ noisy cells flagged in the records, the report and the recommendation, and measu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -23,12 +26,29 @@ def test_the_probe_takes_milliseconds_and_learns_the_quiet_speed():
 
 
 @pytest.mark.parametrize(
-    "slowdown,spread,expected",
-    [(1.1, 0.0, ""), (1.6, 0.0, "1.60x slower"), (1.0, 0.4, "repeats spread 40%"), (2.0, 0.5, "2.00x slower than its quiet")],
+    "slowdown,spread,others,expected",
+    [
+        (1.1, 0.0, 0.0, ""),
+        (1.6, 0.0, None, "1.60x slower"),
+        (1.0, 0.4, 0.1, "repeats spread 40%"),
+        (2.0, 0.5, 0.0, "2.00x slower than its quiet"),
+        (1.0, 0.0, 0.6, "other processes took 60% of the machine's CPU"),
+    ],
 )
-def test_noise_reason(slowdown, spread, expected):
-    reason = noise.noise_reason(slowdown, spread, 0.25)
+def test_noise_reason(slowdown, spread, others, expected):
+    reason = noise.noise_reason(slowdown, spread, 0.25, others)
     assert (expected in reason) if expected else reason == ""
+
+
+def test_other_processes_cpu_is_seen_over_the_whole_span():
+    """A job that runs between two probes is invisible to them; its CPU time is not: one busy
+    process per core for half a second takes most of the machine."""
+    busy = "import time\nend = time.time() + 0.6\nwhile time.time() < end: pass"
+    with noise.OthersCpu() as others:
+        jobs = [subprocess.Popen([sys.executable, "-c", busy]) for _ in range(os.cpu_count() or 1)]
+        for job in jobs:
+            job.wait()
+    assert others.share is not None and others.share > noise.OTHERS_SHARE
 
 
 class Slowed:
@@ -42,8 +62,16 @@ class Slowed:
         return 1.0 if self.left >= 0 else 2.5
 
 
+class NoOthers(noise.OthersCpu):
+    """A machine where no other process runs (the tests' other worker does, here)."""
+
+    def __exit__(self, *exc: object) -> None:
+        self.share = 0.0
+
+
 def test_a_busy_machine_flags_its_cells_and_rerun_noisy_measures_them_again(suite_file, tmp_path, monkeypatch, capsys):
     path = suite_file()  # needle at 64 and 96, full and trunc-48, 2 examples each
+    monkeypatch.setattr("lcbench.run.runner.OthersCpu", NoOthers)
     monkeypatch.setattr(noise, "machine", lambda: busy)
     busy = Slowed(quiet=4)  # two probes per example: the first cell's examples are quiet, the rest run busy
     monkeypatch.setattr("lcbench.run.runner.machine", lambda: busy)

@@ -1,7 +1,8 @@
 """PNG plots of a run, drawn from the summary (the records' one source): per task, quality, peak
 memory, prefill and decode tok/s against context length (log-2 axis, one line per strategy), and
 the frontier: quality against peak memory at each length, where the best trade-off sits at the
-top left. A cell that did not run (oom, error, unavailable, ...) is marked with its status where
+top left; and where strategies were set to the same KV budget (`budget_tokens`, or the same ratio),
+their quality side by side per budget. A cell that did not run (oom, error, unavailable, ...) is marked with its status where
 its point would be, never drawn as a zero.
 """
 
@@ -38,6 +39,8 @@ def plot_run(
         written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-frontier.png", front=front))
         if "kv_decode_mb" in part and part["kv_decode_mb"].notna().any():  # the KV-compression trade-off
             written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-kv-frontier.png", "kv_decode_mb"))
+        if budget_groups(part):  # methods set to the same KV budget: compared at equal cost
+            written.append(plot_budget_matched(part, task, metric, out_dir / f"{stem}-kv-budget.png"))
     return written
 
 
@@ -123,6 +126,49 @@ def plot_frontier(
     fig.legend(handles, labels, loc="outside right center", fontsize="small")
     ringed = "; ringed: the Pareto set over quality, memory and latency" if front else ""
     fig.suptitle(f"{task}: quality against {title} (best trade-off: top left{ringed})")
+    return save(fig, path)
+
+
+def budget_groups(part: pd.DataFrame) -> dict[int, dict[int, pd.DataFrame]]:
+    """length -> KV tokens kept -> the cells (two or more) whose strategies keep that many: the
+    budget-matched comparisons of a run, read from each cell's `budget_tokens`."""
+    if "budget_tokens" not in part:
+        return {}
+    ok = part[(part["status"] == "ok") & part["budget_tokens"].notna()]
+    groups: dict[int, dict[int, pd.DataFrame]] = {}
+    for (length, budget), cells in ok.groupby([ok["context_length"], ok["budget_tokens"].round()], sort=True):
+        if cells["strategy"].nunique() >= 2:
+            groups.setdefault(int(length), {})[int(budget)] = cells
+    return groups
+
+
+def plot_budget_matched(part: pd.DataFrame, task: str, metric: str, path: Path) -> Path:
+    """Quality of the strategies that keep the same number of KV tokens, side by side per budget
+    (one panel per length), each bar labelled with the KV cache it measured while decoding: at
+    equal KV bytes, which method keeps what the task needs."""
+    import matplotlib.pyplot as plt
+
+    groups = budget_groups(part)
+    strategies = list(dict.fromkeys(part["strategy"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), constrained_layout=True, squeeze=False)
+    for ax, (length, by_budget) in zip(axes[0], groups.items()):
+        for g, cells in enumerate(by_budget.values()):
+            width = 0.8 / len(cells)
+            for j, (_, r) in enumerate(cells.iterrows()):
+                i = strategies.index(r["strategy"])
+                x = g - 0.4 + width * (j + 0.5)
+                value = 0.0 if _missing(r.get(metric)) else float(r[metric])
+                ax.bar(x, value, width * 0.9, color=f"C{i}", label=r["strategy"])
+                kv = r.get("kv_decode_mb")
+                if not _missing(kv):
+                    ax.annotate(f"{kv:.2f} MB", (x, value), ha="center", va="bottom", fontsize="x-small", rotation=90)
+        ax.set_xticks(range(len(by_budget)), [f"{b} KV tokens" for b in by_budget])
+        ax.set_ylabel(f"{metric} (higher is better)")
+        ax.set_title(f"{length} tokens")
+        ax.grid(True, axis="y", alpha=0.3)
+    unique = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(unique.values(), unique.keys(), loc="outside right center", fontsize="small")
+    fig.suptitle(f"{task}: quality at equal KV budgets (bars: KV cache at decode)", wrap=True)
     return save(fig, path)
 
 

@@ -186,6 +186,7 @@ def render_markdown(
     records: Sequence[Record] = (),
     answer_lines: Sequence[str] = (),
     run_path: str = "RUN",
+    sampling: Sequence[str] = (),
 ) -> str:
     lines = [f"# lcbench report: {env.get('suite', '')}", ""]
     notes = device_notes(records) + named_path_notes(records) + noisy_notes(records, run_path) + promise_notes(summary)
@@ -194,6 +195,7 @@ def render_markdown(
     lines += ["- cells that did not run show their status (oom, error, unavailable, ...) instead of a number", ""]
     if answer_lines:
         lines += ["## The answer", "", *answer_lines]
+    lines += sampling
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     for title, table in tables(summary):
@@ -212,6 +214,7 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     `run_dir` already read, where the caller has it)."""
     from lcbench.analysis.answer import answer, pareto_sets
     from lcbench.analysis.runs import Run
+    from lcbench.analysis.undecided import sampling_lines
     from lcbench.run.run_dir import RunDir
 
     folder = run_dir or RunDir(path)
@@ -224,7 +227,10 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     answered = answer(run, question) if len(summary) else []
     pareto = pareto_sets(run, question.tolerance) if len(summary) else {}
     plots = plot_run(summary, headline_metrics, path / PLOTS, pareto) if len(summary) else []
-    markdown = render_markdown(summary, folder.env, [f"{PLOTS}/{p.name}" for p in plots], records, answered, str(path))
+    sampling = (folder.suite_data.get("sampling") if (path / "suite.json").is_file() else None) or {}
+    adaptive = sampling_lines(run, sampling["min"], sampling["max"], question.budgets, question.threshold) if sampling else []
+    plot_names = [f"{PLOTS}/{p.name}" for p in plots]
+    markdown = render_markdown(summary, folder.env, plot_names, records, answered, str(path), adaptive)
     write_atomic(path / "report.md", markdown)
     return summary
 

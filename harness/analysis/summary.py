@@ -112,6 +112,8 @@ def summarize(records: Sequence[Record], strategy_order: Sequence[str] = ()) -> 
             cell = cell_records[(task, strategy, length)]
             promised = [r.extra["kv_promised_bytes"] for r in cell if r.status == "ok" and "kv_promised_bytes" in r.extra]
             row["kv_promised_mb"] = max(promised) / 2**20 if promised else None
+            budgets = [r.extra["budget_tokens"] for r in cell if r.status == "ok" and "budget_tokens" in r.extra]
+            row["budget_tokens"] = float(pd.Series(budgets).median()) if budgets else None  # KV tokens kept, as set
             row["prefill_tok_s"] = _ratio(ok["prefill_tokens"], ok["prefill_s"])
             row["decode_tok_s"] = _ratio(ok["decode_steps"], ok["decode_s"])
             row["latency_s"] = ok["latency_s"].mean()

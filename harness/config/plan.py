@@ -16,6 +16,8 @@ class Cell:
     length: int
     key: str  # identifies the cell across runs of the same suite file (resume, compare)
     task_key: str = ""  # the task's name in records and tables (`TaskSpec.key`)
+    first: int = 0  # the index of the first example to run (those before it are recorded: adaptive rounds)
+    round: int = 0  # the adaptive-sampling round that runs it (0: the first, or fixed sampling)
 
     @property
     def title(self) -> str:
@@ -56,8 +58,9 @@ def chains(cells: list[Cell]) -> list[Chain]:
 
 def plan(suite: Suite, suite_hash: str) -> list[Cell]:
     """Task-major, then length, then strategy: examples of one (task, length) are built once."""
+    size = suite.sampling.max if suite.sampling else suite.samples  # a round's count does not change the cell
     return [
-        Cell(task, strategy, length, cell_key(suite_hash, task, strategy, length, suite.samples, suite.seed), task.key)
+        Cell(task, strategy, length, cell_key(suite_hash, task, strategy, length, size, suite.seed), task.key)
         for task in suite.tasks
         for length in suite.context_lengths
         for strategy in suite.strategies

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lcbench.config.budget import Budget
 from lcbench.errors import UserError, did_you_mean
@@ -79,7 +88,29 @@ class Measure(Frozen):
     repeats: int = Field(1, ge=1, le=100)  # timed runs per example; quality from the first
     # an example's timing is noisy where the machine's probe ran slower than its quiet speed by more
     # than this share, or its repeats spread wider than it: flagged, and rerun by `--rerun noisy`
-    noise: float = Field(0.25, gt=0, le=10)
+    noise: float = Field(0.5, gt=0, le=10)  # a 2-core VM times the same example +-15% quiet; a competing job 2x
+
+
+class Sampling(Frozen):
+    """Adaptive sampling (`samples: {min: 4, max: 64}`): every cell runs `min` examples, then more in
+    rounds, only where a verdict of the answer is still open, up to `max` per cell."""
+
+    min: int = Field(4, gt=1, le=MAX_SAMPLES)  # two at least: an interval needs a spread
+    max: int = Field(64, gt=1, le=MAX_SAMPLES)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Sampling:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be at most max ({self.max})")
+        return self
+
+
+def adaptive_samples(data: Any) -> Any:
+    """`samples: {min, max}` sets `sampling` and makes `samples` the maximum (the size a cell is keyed by)."""
+    if isinstance(data, dict) and isinstance(data.get("samples"), dict):
+        sampling = Sampling.model_validate(data["samples"])
+        return {**data, "samples": sampling.max, "sampling": sampling}
+    return data
 
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -126,16 +157,19 @@ class Suite(Frozen):
     device_map: Literal["auto"] | None = None
     seed: int = 0
     context_lengths: tuple[Length, ...] = Field(min_length=1)
-    samples: int = Field(10, gt=0, le=MAX_SAMPLES)
+    samples: int = Field(10, gt=0, le=MAX_SAMPLES)  # per cell; with `sampling`, the most per cell
+    sampling: Sampling | None = None  # adaptive: set by `samples: {min, max}` or `lcbench run --settle`
     max_new_tokens: int | None = Field(None, gt=0)  # cap; by default the task bounds its output
     prompt: PromptSpec = PromptSpec()
     data_dir: str | None = None  # where data-set tasks find their files (relative paths resolve here)
     tasks: tuple[TaskSpec, ...] = Field(min_length=1)
     strategies: tuple[StrategySpec, ...] = Field(min_length=1)
-    measure: Measure = Measure(warmup=0, repeats=1, noise=0.25)
+    measure: Measure = Measure(warmup=0, repeats=1, noise=0.5)
     regress: Regress = Regress()
     recommend: Recommend = Recommend()
     output: str = "results"
+
+    _adaptive = model_validator(mode="before")(adaptive_samples)
 
     @field_validator("context_lengths")
     @classmethod

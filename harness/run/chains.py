@@ -39,6 +39,11 @@ class RunOptions:
     executor: str = "local"  # local (in process, or isolated), ray or slurm
     cluster: dict[str, Any] = field(default_factory=dict)  # the executor's site settings (profile and flags)
     rerun: str | None = None  # with resume: "noisy" measures the cells with noisy timing again
+    # adaptive rounds: cells cut short keep their records and run only the examples they lack; `only`
+    # names the cells this round extends (None: every cell), `round` is written in their records
+    partial: bool = False
+    only: frozenset[str] | None = None
+    round: int = 0
 
 
 class Skips:
@@ -52,7 +57,8 @@ class Skips:
         shortest = self.oom_at.get((cell.task_key, cell.strategy.key))
         if not self.enabled or shortest is None or cell.length <= shortest:
             return None
-        return [cell_record(self.suite, cell, i, "skipped", f"skipped (oom at {shortest})") for i in range(self.suite.samples)]
+        reason = f"skipped (oom at {shortest})"
+        return [cell_record(self.suite, cell, i, "skipped", reason) for i in range(cell.first, self.suite.samples)]
 
     def saw(self, cell: Cell, records: list[Record]) -> None:
         if any(r.status == "oom" for r in records):
@@ -144,7 +150,7 @@ def run_locally(sweep: Sweep, executor_for: Callable[[Chain], Executor]) -> bool
             for cell in chain.cells:
                 if interrupt.requested:
                     return False
-                current = progress.add_task(cell.title, total=suite.samples)
+                current = progress.add_task(cell.title, total=suite.samples - cell.first)
                 records, ran = skips.records(cell), 0
                 if records is not None:
                     run_dir.append(records)
@@ -156,7 +162,7 @@ def run_locally(sweep: Sweep, executor_for: Callable[[Chain], Executor]) -> bool
                         ran += 1
                         progress.advance(current)
                         progress.advance(overall)
-                progress.advance(overall, suite.samples - ran)  # a skipped cell counts whole
+                progress.advance(overall, suite.samples - cell.first - ran)  # a skipped cell counts whole
                 skips.saw(cell, records)
                 progress.remove_task(current)
                 progress.console.print(f"  {cell.title}: {summarise(records)}")

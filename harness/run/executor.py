@@ -172,7 +172,7 @@ class Isolated(Executor):
             else:
                 continue
             self.process = None
-            for i in range(sent, self.suite.samples):
+            for i in range(cell.first + sent, self.suite.samples):
                 record = cell_record(self.suite, cell, i, status, message_text)
                 yield replace(record, host=socket.gethostname(), device=self.device, gpu=self.gpu)
             return

@@ -45,6 +45,8 @@ class Record:
     latency_s: float | None = None  # wall time of the whole prediction, median over repeats
     latency_spread: float | None = None  # (max - min) / median over repeats
     probe_slowdown: float | None = None  # the machine's speed probe around the timed runs / its quiet speed
+    round: int = 0  # the adaptive-sampling round that measured it
+    others_cpu: float | None = None  # other processes' share of the machine's CPU during the timed runs
     noisy: str = ""  # why the timing is not to be trusted (a slowed probe, a wide spread), or empty
     ttft_s: float | None = None  # time to first token of the answer: the latency less the last call's decode
     tpot_s: float | None = None  # time per output token of the answer: the last call's decode per step

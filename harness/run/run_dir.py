@@ -99,16 +99,19 @@ class RunDir:
         if self._records is not None:
             self._records += records
 
-    def keep_finished(self, cells: Sequence[Cell], samples: int, drop_noisy: bool = False) -> set[str]:
+    def keep_finished(self, cells: Sequence[Cell], samples: int, drop_noisy: bool = False, partial: bool = False) -> set[str]:
         """Keys of the cells whose records are all here. The records file is rewritten with those
         alone (atomically): a cell cut short, or a torn last line, is dropped to be rerun, and so
-        is a cell with noisy timing where `drop_noisy`."""
+        is a cell with noisy timing where `drop_noisy`. With `partial` (adaptive rounds) a cell cut
+        short keeps its records, one per example, and runs only the examples it lacks."""
         records = self.records()
+        if partial:
+            records = list({(r.cell_key, r.example_id): r for r in records}.values())
         by_cell = collections.Counter(r.cell_key for r in records)
         noisy = {r.cell_key for r in records if r.noisy} if drop_noisy else set()
         planned = {c.key for c in cells}
         done = {key for key, count in by_cell.items() if key in planned and count >= samples and key not in noisy}
-        kept = [r for r in records if r.cell_key in done]
+        kept = [r for r in records if r.cell_key in (planned - noisy if partial else done)]
         write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in kept))
         self._records = kept
         return done

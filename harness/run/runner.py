@@ -19,7 +19,7 @@ from lcbench.prompt import Prompter, Style, bos_text, resolve_format
 from lcbench.reference.models import REFERENCE
 from lcbench.registry import strategy_class, task_class
 from lcbench.run.measure import MeasureMemory, TensorBytes, counting_slows
-from lcbench.run.noise import machine, noise_reason
+from lcbench.run.noise import OthersCpu, machine, noise_reason
 from lcbench.run.records import Record
 from lcbench.strategies.base import Prediction, Strategy
 from lcbench.tasks.base import Example, Task
@@ -96,6 +96,7 @@ def cell_fields(suite: Suite, cell: Cell) -> dict[str, Any]:
         params=dict(cell.strategy.params),
         context_length=cell.length,
         cell_key=cell.key,
+        round=cell.round,
     )
 
 
@@ -113,17 +114,18 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache) -> 
     try:
         batch = examples.get(task, cell)
     except Exception as exc:  # e.g. a length too short for the task: the cell fails, the run goes on
-        for i in range(suite.samples):
+        for i in range(cell.first, suite.samples):
             yield cell_record(suite, cell, i, "error", error_text(exc))
         return
+    batch = batch[cell.first :]  # examples are the same by index at any count: those before are recorded
     reason = strategy.unavailable_reason(model)
-    if reason is None:
+    if reason is None and batch:
         warm_up(strategy, model, batch[0], suite.measure.warmup)
     for example in batch:
         if reason is not None:
             record = Record(**base, example_id=example.id, status="unavailable", message=reason)
         else:
-            shown = example is batch[0]  # the first example of a cell keeps every prompt it made
+            shown = example is batch[0] and cell.first == 0  # a cell's first example keeps every prompt it made
             record = measure_example(base, strategy, task, model, example, suite.measure.repeats, shown, suite.measure.noise)
         yield record
 
@@ -144,7 +146,7 @@ def measure_example(
     example: Example,
     repeats: int,
     shown: bool = False,
-    noise: float = 0.25,
+    noise: float = 0.5,
 ) -> Record:
     record = Record(**base, example_id=example.id, input_tokens=example.actual_length, references=list(example.references))
     record.metadata = {k: v for k, v in example.metadata.items() if isinstance(v, (int, float, str, bool, type(None)))}
@@ -156,9 +158,9 @@ def measure_example(
             with TensorBytes() as counter, model.keeping_calls(kept):
                 counted = strategy.run(model, example)
         before = machine().slowdown()
-        with MeasureMemory(model.device, count_tensors=False) as memory:
+        with MeasureMemory(model.device, count_tensors=False) as memory, OthersCpu() as others:
             runs = timed_runs(strategy, model, example, repeats, None if counted else kept)
-        slowdown = max(before, machine().slowdown())
+        slowdown = min(before, machine().slowdown())  # a competing job slows both; an instant's jitter one
     except oom_types() as exc:
         record.status, record.message = "oom", error_text(exc)
         return record
@@ -189,7 +191,8 @@ def measure_example(
     record.attention = usage.attention
     record.repeats = repeats
     record.probe_slowdown = round(slowdown, 3)
-    record.noisy = noise_reason(slowdown, record.latency_spread, noise)
+    record.others_cpu = None if others.share is None else round(others.share, 3)
+    record.noisy = noise_reason(slowdown, record.latency_spread, noise, others.share)
     peak = memory.result if counted is None else memory.result.counted(counter.peak)
     record.peak_mem_bytes = peak.peak_bytes
     record.memory = {k: v for k, v in dataclasses.asdict(peak).items() if k != "baseline"}

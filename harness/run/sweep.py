@@ -9,6 +9,8 @@ caller writes the partial report and says how to resume).
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 from pathlib import Path
 
 from rich.console import Console
@@ -63,10 +65,15 @@ def start(
     """The run folder (new, or the one resumed) and the chains of the cells still to run in it."""
     run_dir, suite_hash = open_run_dir(suite, suite_hash, suite_file, options, device, dtype)
     cells = plan(suite, suite_hash)
-    done = run_dir.keep_finished(cells, suite.samples, options.rerun == "noisy") if options.resume is not None else set()
-    if done:
+    done = set()
+    if options.resume is not None:
+        done = run_dir.keep_finished(cells, suite.samples, options.rerun == "noisy", options.partial)
+    if options.only is not None:
+        done |= {c.key for c in cells if c.key not in options.only}
+    if done and options.only is None:
         console.print(f"resuming {run_dir.path}: {len(done)} cells done, {len(cells) - len(done)} to run")
-    todo = chains([c for c in cells if c.key not in done])
+    have = collections.Counter(r.cell_key for r in run_dir.records()) if options.partial else collections.Counter()
+    todo = chains([dataclasses.replace(c, first=have[c.key], round=options.round) for c in cells if c.key not in done])
     return Sweep(suite, todo, run_dir, Skips(suite, run_dir.oom_at(), options.skip_after_oom), options, console)
 
 
