@@ -283,9 +283,11 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], node: Any, text: str
         data["samples"] = {"min": SETTLE_MIN, "max": SETTLE_MAX}
     if args.limit is not None and isinstance(data.get("samples", 10), int):
         data["samples"] = min(args.limit, data.get("samples", 10))
-    elif args.limit is not None and isinstance(data["samples"], dict):  # the most per cell, and never fewer than 2
+    elif args.limit is not None and isinstance(data["samples"], dict):  # the most per cell
         top = min(args.limit, data["samples"].get("max", SETTLE_MAX))
-        data["samples"] = {"min": max(2, min(top, data["samples"].get("min", SETTLE_MIN))), "max": max(2, top)}
+        low = min(top, data["samples"].get("min", SETTLE_MIN))
+        # one example per cell has no interval to settle: fixed sampling
+        data["samples"] = top if top < 2 else {**data["samples"], "min": max(2, low), "max": top}
     if args.format is not None:
         data["prompt"] = {**(data.get("prompt") or {}), "format": args.format}
         data["tasks"] = [
@@ -310,7 +312,8 @@ def run(suite: Suite, hash_: str, suite_file: str, options: RunOptions, time_bud
         return run_suite(suite, hash_, suite_file, options=options)
     if options.executor != "local":
         raise UserError("adaptive sampling runs on this machine; on a cluster give the suite a fixed `samples: N`")
-    return run_adaptive(suite, hash_, suite_file, options=options, time_budget_s=time_budget_s)
+    budget = time_budget_s if time_budget_s is not None else suite.sampling.time_budget
+    return run_adaptive(suite, hash_, suite_file, options=options, time_budget_s=budget)
 
 
 def finish(path: Path, completed: bool, options: RunOptions | None = None) -> int:

@@ -89,7 +89,7 @@ def next_round(run: Run, suite: Suite) -> list[Extension]:
     keys = {CellId(r.task, r.strategy, r.context_length): r.cell_key for r in run.records}
     seconds = seconds_per_example(run)
     wanted: dict[CellId, Extension] = {}
-    for verdict in open_verdicts(run, suite.recommend.budgets()):
+    for verdict in open_verdicts(run, suite.recommend.budgets(), suite.recommend.breaks_below):
         for cell in verdict.cells:
             n = have[cell]
             if cell in keys and n < suite.sampling.max and cell not in wanted:

@@ -66,6 +66,7 @@ def test_a_run_groups_the_budget_matched_cells_and_draws_them_side_by_side(suite
     assert all(len(cells) >= 2 for cells in groups[length].values())  # a budget of one strategy is no comparison
     assert (run_dir / "plots" / "needle-kv-budget.png").stat().st_size > 0
     assert "plots/needle-kv-budget.png" in (run_dir / "report.md").read_text()
+    assert "plots/needle-depth.png" in (run_dir / "report.md").read_text()  # needle says where its needle was
 
 
 def test_no_comparison_without_two_strategies_at_one_budget():

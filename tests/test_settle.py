@@ -139,3 +139,9 @@ def test_the_report_says_what_adaptive_sampling_left_open(adaptive_and_fixed):
     a, _ = adaptive_and_fixed
     report = (a / "report.md").read_text()
     assert "## Sampling" in report and "examples per cell" in report
+
+
+def test_a_suite_says_its_sampling_range_and_time_budget():
+    settled = Suite.model_validate({**suite().model_dump(), "samples": {"min": 3, "max": 12, "time_budget": "4min"}})
+    assert settled.samples == 12 and settled.sampling is not None
+    assert (settled.sampling.min, settled.sampling.time_budget) == (3, 240.0)

@@ -1,4 +1,4 @@
-"""Every shipped suite validates and runs end to end (shortest length, one example per cell)."""
+"""Every shipped suite validates and runs end to end (a short length, one example per cell)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def test_shipped_suite_runs(path, tiny_dir, chat_dirs, tmp_path, capsys, monkeyp
     model = chat_dirs["bpe"] if "data_dir" in path.read_text() else tiny_dir
     suite, _ = load_suite(path, model=str(model))
     assert suite.description and path.read_text().startswith("#")  # says what it shows
-    shortest = str(suite.context_lengths[0])
-    args = ["run", str(path), "--model", str(model), "--lengths", shortest, "--limit", "1", "--out", str(tmp_path)]
+    # the shortest length, or 512 where that is longer and the suite's tasks are generated: what
+    # runs is every task and strategy of the suite, not its lengths
+    shortest = suite.context_lengths[0] if "data_dir" in path.read_text() else min(suite.context_lengths[0], 512)
+    args = ["run", str(path), "--model", str(model), "--lengths", str(shortest), "--limit", "1", "--out", str(tmp_path)]
     assert main(args) == 0, capsys.readouterr().err
     (run_dir,) = tmp_path.iterdir()
     records = list(read_records(run_dir / "records.jsonl"))

@@ -2,26 +2,34 @@
 memory, prefill and decode tok/s against context length (log-2 axis, one line per strategy), and
 the frontier: quality against peak memory at each length, where the best trade-off sits at the
 top left; and where strategies were set to the same KV budget (`budget_tokens`, or the same ratio),
-their quality side by side per budget. A cell that did not run (oom, error, unavailable, ...) is marked with its status where
-its point would be, never drawn as a zero.
+their quality side by side per budget; for a task that says where its needle was (needle), the
+score by needle depth and context length per strategy, as needle-in-a-haystack plots draw it. A
+cell that did not run (oom, error, unavailable, ...) is marked with its status where its point
+would be, never drawn as a zero.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from lcbench.analysis.summary import COST
+from lcbench.run.records import Record
 
 PANELS = ("peak_mem_mb", "prefill_tok_s", "decode_tok_s")
 MARKERS = "osD^v<>pXh*"
 
 
 def plot_run(
-    summary: pd.DataFrame, headline: dict[str, str], out_dir: Path, pareto: dict[tuple[str, int], set[str]] | None = None
+    summary: pd.DataFrame,
+    headline: dict[str, str],
+    out_dir: Path,
+    pareto: dict[tuple[str, int], set[str]] | None = None,
+    records: Sequence[Record] = (),
 ) -> list[Path]:
     """Write the plots of every task into `out_dir`; return their paths (relative names for markdown)."""
     import matplotlib
@@ -41,7 +49,48 @@ def plot_run(
             written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-kv-frontier.png", "kv_decode_mb"))
         if budget_groups(part):  # methods set to the same KV budget: compared at equal cost
             written.append(plot_budget_matched(part, task, metric, out_dir / f"{stem}-kv-budget.png"))
+        depths = depth_frame(records, task, metric)
+        if not depths.empty:  # a retrieval task that says where its needle was
+            written.append(plot_depth(depths, task, metric, list(dict.fromkeys(part["strategy"])), out_dir / f"{stem}-depth.png"))
     return written
+
+
+def depth_frame(records: Sequence[Record], task: str, metric: str) -> pd.DataFrame:
+    """(strategy, context_length, depth, score) of the task's examples that ran and say their
+    needle's depth (a share of the context: 0 at its start, 1 at its end)."""
+    rows = [
+        (r.strategy, r.context_length, float(r.metadata["depth"]), float(r.metrics[metric]))
+        for r in records
+        if r.task == task and r.status == "ok" and isinstance(r.metadata.get("depth"), (int, float)) and metric in r.metrics
+    ]
+    return pd.DataFrame(rows, columns=["strategy", "context_length", "depth", "score"])
+
+
+def plot_depth(depths: pd.DataFrame, task: str, metric: str, strategies: list[str], path: Path) -> Path:
+    """The needle-in-a-haystack picture: per strategy, the mean score by needle depth (rows, the
+    context's start at the top) and context length (columns), one colour scale for all, side by side."""
+    import matplotlib.pyplot as plt
+
+    shown = [s for s in strategies if s in set(depths["strategy"])]
+    columns = min(4, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), constrained_layout=True, squeeze=False)
+    low, high = float(depths["score"].min()), float(depths["score"].max())
+    image = None
+    for ax, strategy in zip(axes.flat, shown):
+        grid = depths[depths["strategy"] == strategy].pivot_table(index="depth", columns="context_length", values="score")
+        image = ax.imshow(grid.to_numpy(), cmap="RdYlGn", vmin=low, vmax=high if high > low else low + 1, aspect="auto")
+        ax.set_xticks(range(grid.shape[1]), [str(int(c)) for c in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{d:.0%}" for d in grid.index])
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("needle depth")
+        ax.set_title(strategy, fontsize="medium")
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    if image is not None:
+        fig.colorbar(image, ax=axes, label=f"{metric} (mean over examples)", shrink=0.8)
+    fig.suptitle(f"{task}: {metric} by needle depth and context length", wrap=True)
+    return save(fig, path)
 
 
 def plot_against_length(part: pd.DataFrame, task: str, metric: str, path: Path) -> Path:

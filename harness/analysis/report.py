@@ -226,9 +226,11 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     question = question_of(folder.suite_data) if (path / "suite.json").is_file() else Question()
     answered = answer(run, question) if len(summary) else []
     pareto = pareto_sets(run, question.tolerance) if len(summary) else {}
-    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto) if len(summary) else []
+    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto, records) if len(summary) else []
     sampling = (folder.suite_data.get("sampling") if (path / "suite.json").is_file() else None) or {}
-    adaptive = sampling_lines(run, sampling["min"], sampling["max"], question.budgets, question.threshold) if sampling else []
+    adaptive = []
+    if sampling:  # an adaptive run: what its rounds spent and what stays open
+        adaptive = sampling_lines(run, sampling["min"], sampling["max"], question.budgets, question.threshold, question.lengths)
     plot_names = [f"{PLOTS}/{p.name}" for p in plots]
     markdown = render_markdown(summary, folder.env, plot_names, records, answered, str(path), adaptive)
     write_atomic(path / "report.md", markdown)

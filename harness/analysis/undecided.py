@@ -30,14 +30,18 @@ class Open:
     settle: int | None = None  # examples per cell that would settle it, where the interval says
 
 
-def open_verdicts(run: Run, budgets: Sequence[Budget] = (), threshold: float = THRESHOLD) -> list[Open]:
-    """Every verdict of the report's answer that the intervals do not yet settle."""
+def open_verdicts(
+    run: Run, budgets: Sequence[Budget] = (), threshold: float = THRESHOLD, lengths: Sequence[int] = ()
+) -> list[Open]:
+    """Every verdict of the report's answer that the intervals do not yet settle: breaking lengths,
+    and the Pareto set and budget picks at the lengths the answer picks at (`lengths` where
+    measured, else each task's longest), as `analysis/answer` does."""
     found = []
     for b in breaking_lengths(run, threshold):
         if b.verdict == "unsure" and b.length is not None and b.base_length is not None:
             cells = (CellId(b.task, b.strategy, b.base_length), CellId(b.task, b.strategy, b.length))
             found.append(Open(f"{b.task}: does {b.strategy} break at {b.length}?", cells, b.settle))
-    for task, length in dict.fromkeys((cell.task, cell.length) for cell in run.cells):
+    for task, length in answered(run, lengths):
         choices = options(run, task, length)
         for a, b in pareto_pairs(choices):
             cells = (CellId(task, a.strategy, length), CellId(task, b.strategy, length))
@@ -48,6 +52,15 @@ def open_verdicts(run: Run, budgets: Sequence[Budget] = (), threshold: float = T
                 cells = (CellId(task, pick.best.strategy, length), CellId(task, pick.runner_up.strategy, length))
                 verdict = f"{task} at {length}, {budget.text()}: {pick.best.strategy} or {pick.runner_up.strategy}?"
                 found.append(Open(verdict, cells))
+    return found
+
+
+def answered(run: Run, lengths: Sequence[int]) -> list[tuple[str, int]]:
+    """(task, length) where the answer picks: the given lengths that were measured, else the longest."""
+    found = []
+    for task in dict.fromkeys(cell.task for cell in run.cells):
+        measured = sorted({cell.length for cell in run.cells if cell.task == task})
+        found += [(task, n) for n in ([n for n in lengths if n in measured] or measured[-1:])]
     return found
 
 
@@ -67,7 +80,9 @@ def point(option: Option) -> Option:
     return replace(option, quality=Interval(q.value, q.value, q.value, q.n))
 
 
-def sampling_lines(run: Run, low: int, high: int, budgets: Sequence[Budget] = (), threshold: float = THRESHOLD) -> list[str]:
+def sampling_lines(
+    run: Run, low: int, high: int, budgets: Sequence[Budget] = (), threshold: float = THRESHOLD, lengths: Sequence[int] = ()
+) -> list[str]:
     """The report's account of an adaptive run: examples spent per cell and round, the cells that
     were extended, and each verdict still open with what it would need."""
     counts = collections.Counter(CellId(r.task, r.strategy, r.context_length) for r in run.records)
@@ -86,7 +101,7 @@ def sampling_lines(run: Run, low: int, high: int, budgets: Sequence[Budget] = ()
     if extended:
         cells = "; ".join(f"{c.task} · {c.strategy} · {c.length}: {n}" for c, n in sorted(extended.items()))
         lines += [f"- extended (examples per cell): {cells}"]
-    still = open_verdicts(run, budgets, threshold)
+    still = open_verdicts(run, budgets, threshold, lengths)
     for verdict in still:
         at_max = all(counts[c] >= high for c in verdict.cells)
         need = f"about {verdict.settle} examples per cell would settle it" if verdict.settle else "more examples would settle it"

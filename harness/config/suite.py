@@ -84,7 +84,7 @@ class StrategySpec(Frozen):
 
 
 class Measure(Frozen):
-    warmup: int = Field(0, ge=0, le=100)  # untimed runs of the first example before a cell
+    warmup: int = Field(0, ge=0, le=100)  # untimed runs of a strategy's first example, before its first cell
     repeats: int = Field(1, ge=1, le=100)  # timed runs per example; quality from the first
     # an example's timing is noisy where the machine's probe ran slower than its quiet speed by more
     # than this share, or its repeats spread wider than it: flagged, and rerun by `--rerun noisy`
@@ -97,6 +97,8 @@ class Sampling(Frozen):
 
     min: int = Field(4, gt=1, le=MAX_SAMPLES)  # two at least: an interval needs a spread
     max: int = Field(64, gt=1, le=MAX_SAMPLES)
+    # add no round that would end past this long after the run started (e.g. 4min); --time-budget overrides
+    time_budget: Annotated[float, BeforeValidator(parse_seconds)] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Sampling:
