@@ -155,20 +155,3 @@ def chat_dirs(tmp_path_factory: pytest.TempPathFactory, bpe) -> dict[str, Path]:
     dirs = {chat: save_tiny_model(root / chat, chat=chat) for chat in ("chatml", "llama3")}
     dirs["bpe"] = save_tiny_model(root / "bpe", tokenizer=bpe)
     return dirs
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests of a file that shares a module- or class-scoped fixture (a Ray cluster, a built
-    wheel, a run) or starts a cluster of its own stay on one worker; every other test goes to
-    whichever worker is free (`--dist loadgroup` in tests/run.sh), so that one slow file does not
-    hold a worker while the other idles."""
-    together = {"test_ray", "test_slurm"}  # their clusters' daemons and ports are one per machine
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        definitions = info.name2fixturedefs.values() if info is not None else ()
-        if any(d.scope in ("module", "class") for defs in definitions for d in defs):
-            together.add(item.module.__name__ if item.module else item.nodeid)
-    for item in items:
-        name = item.module.__name__ if item.module else item.nodeid
-        if name in together:
-            item.add_marker(pytest.mark.xdist_group(name))

@@ -10,6 +10,6 @@ python -m pip install -q torch==2.13.0 -e '.[dev,ray,slurm,kvquant]'
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mypy
 ruff check harness strategies kernels tests benchmarks
-# Two workers; tests that share a module-scoped fixture stay together (conftest.py), the rest go to
-# whichever worker is free. Each worker's torch takes one core, so the two do not fight over two cores.
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} pytest -n "${LCBENCH_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# Two workers, each test file on one of them (a file's fixtures and clusters stay together); each
+# worker's torch takes one core, so the two do not fight over the machine's two.
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} pytest -n "${LCBENCH_TEST_WORKERS:-2}" --dist loadfile "$@"
