@@ -140,9 +140,9 @@ def test_a_preempted_shard_is_requeued_and_reruns_exactly_its_half_done_cell(plu
     log = (run_path / "slurm" / f"{job['job_id']}_0_log.out").read_text()
     assert "Requeued job" in log and log.count("Loading pickle") == 2  # one requeue, by submitit
     # the 64-token cell was whole before the signal and is not run again; the 96-token cell is rerun
-    # each example runs once (one timed repeat, its memory counted in it); the signal comes at the
-    # 96-token cell's second example
-    ids, p = calls.read_text().split(), 1
+    # each example runs twice on a CPU: a pass that counts its memory, and one timed repeat; the
+    # signal comes at the 96-token cell's second example's first pass
+    ids, p = calls.read_text().split(), 2
     assert [i.split("-")[1] for i in ids] == ["64"] * 2 * p + ["96"] * (p + 1) + ["96"] * 2 * p
     assert ids[2 * p : 3 * p] == ids[3 * p + 1 : 4 * p + 1]  # the half-done cell, from its first example again
     records = list(read_records(run_path / "records.jsonl"))

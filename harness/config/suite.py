@@ -84,7 +84,7 @@ class StrategySpec(Frozen):
 
 
 class Measure(Frozen):
-    warmup: int = Field(0, ge=0, le=100)  # untimed runs of a strategy's first example, before its first cell
+    warmup: int = Field(0, ge=0, le=100)  # untimed runs of the first example before a cell
     repeats: int = Field(1, ge=1, le=100)  # timed runs per example; quality from the first
     # an example's timing is noisy where the machine's probe ran slower than its quiet speed by more
     # than this share, or its repeats spread wider than it: flagged, and rerun by `--rerun noisy`

@@ -7,9 +7,7 @@ The headline on a CPU is the peak of the bytes of tensors allocated inside the s
 alive: every allocation and free the CPU allocator makes is reported to torch's profiler (op
 events off, memory events only), so the same work gives the same bytes on every run, where peak
 RSS moves by tens of MB with what malloc kept from earlier work. Counting costs each allocation a
-little time, too little to see: on the reference model, generations with and without it alternated
-8 times took 0.90-1.04x (median ratio) as long, inside the machine's noise, so the runner counts
-during its timed runs.
+little time, so it runs in a pass of its own (`counting_slows`: the runner times other passes).
 
 The headline on a GPU is the caching allocator's peak of allocated bytes above the span's start:
 the strategy's own tensors, whatever the pool already held. NVML's per-process figure is what the
@@ -25,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import os
 import re
@@ -196,6 +195,12 @@ class MemoryPeak:
     source: str = "none"
     baseline: dict[str, int] = field(default_factory=dict)
 
+    def counted(self, tensor_bytes: int | None) -> MemoryPeak:
+        """These figures with the tensor bytes another pass over the same work counted."""
+        if tensor_bytes is None:  # nothing counted (another profiler ran): these figures as they are
+            return self
+        return dataclasses.replace(self, tensor_bytes=tensor_bytes, source="tensor_bytes")
+
     @property
     def peak_bytes(self) -> int | None:
         """The headline figure, the strategy's own tensors on either device: on a GPU the allocator's
@@ -316,3 +321,7 @@ def nvml_handle(nvml: Any, device: str) -> Any | None:
     return None
 
 
+def counting_slows(device: str) -> bool:
+    """Whether measuring memory on `device` slows the work measured (the CPU's counting does; the
+    GPU allocator's peak is kept by the allocator anyway): then memory and time take separate passes."""
+    return not device.startswith("cuda")

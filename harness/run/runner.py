@@ -18,7 +18,7 @@ from lcbench.model import Generation, Model
 from lcbench.prompt import Prompter, Style, bos_text, resolve_format
 from lcbench.reference.models import REFERENCE
 from lcbench.registry import strategy_class, task_class
-from lcbench.run.measure import MeasureMemory
+from lcbench.run.measure import MeasureMemory, TensorBytes, counting_slows
 from lcbench.run.noise import OthersCpu, machine, noise_reason
 from lcbench.run.records import Record
 from lcbench.strategies.base import Prediction, Strategy
@@ -54,7 +54,6 @@ class ExampleCache:
         self.suite, self.model = suite, model
         self._key: Any = None
         self._examples: list[Example] = []
-        self.warmed: set[str] = set()  # strategies (labels) warmed up in this process: once each
 
     def get(self, task: Task, cell: Cell) -> list[Example]:
         key = (cell.task, cell.length)
@@ -120,11 +119,8 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache) -> 
         return
     batch = batch[cell.first :]  # examples are the same by index at any count: those before are recorded
     reason = strategy.unavailable_reason(model)
-    if reason is None and batch and cell.strategy.key not in examples.warmed:
-        # once per strategy and process, on its first (shortest) cell: what a warm-up removes is the
-        # first call's lazy initialisation; compiled paths build each length's kernels before timing
+    if reason is None and batch:
         warm_up(strategy, model, batch[0], suite.measure.warmup)
-        examples.warmed.add(cell.strategy.key)
     for example in batch:
         if reason is not None:
             record = Record(**base, example_id=example.id, status="unavailable", message=reason)
@@ -156,12 +152,14 @@ def measure_example(
     record.metadata = {k: v for k, v in example.metadata.items() if isinstance(v, (int, float, str, bool, type(None)))}
     calls: list[tuple[list[int], Generation]] = []
     kept = calls if shown else None
+    counted: Prediction | None = None
     try:
+        if counting_slows(model.device):  # tensor bytes counted in a pass of their own, time (and RSS) in the others
+            with TensorBytes() as counter, model.keeping_calls(kept):
+                counted = strategy.run(model, example)
         before = machine().slowdown()
-        # memory (tensor bytes counted on CPU, the allocator's peak on GPU) over the timed runs: counting
-        # every allocation did not slow the reference model's prefill or decode beyond the noise
-        with MeasureMemory(model.device) as memory, OthersCpu() as others:
-            runs = timed_runs(strategy, model, example, repeats, kept)
+        with MeasureMemory(model.device, count_tensors=False) as memory, OthersCpu() as others:
+            runs = timed_runs(strategy, model, example, repeats, None if counted else kept)
         slowdown = min(before, machine().slowdown())  # a competing job slows both; an instant's jitter one
     except oom_types() as exc:
         record.status, record.message = "oom", error_text(exc)
@@ -169,7 +167,7 @@ def measure_example(
     except Exception as exc:
         record.status, record.message = ("oom" if out_of_memory(exc) else "error"), error_text(exc)
         return record
-    first = runs[0][0]  # greedy: every run answers alike; the first keeps its calls
+    first = counted or runs[0][0]  # greedy: the counted pass answers as the timed ones; its calls are the kept ones
     answer = example.answer_of(first.text)
     record.prediction, record.message, record.extra = answer, first.note, dict(first.extra)
     record.raw_prediction = first.text if answer != first.text else ""
@@ -195,7 +193,7 @@ def measure_example(
     record.probe_slowdown = round(slowdown, 3)
     record.others_cpu = None if others.share is None else round(others.share, 3)
     record.noisy = noise_reason(slowdown, record.latency_spread, noise, others.share)
-    peak = memory.result
+    peak = memory.result if counted is None else memory.result.counted(counter.peak)
     record.peak_mem_bytes = peak.peak_bytes
     record.memory = {k: v for k, v in dataclasses.asdict(peak).items() if k != "baseline"}
     return record
