@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -25,6 +26,26 @@ if not _has_cuda():
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = sorted((ROOT / "suites").glob("*.yaml"))
 ARCHS = ["llama", "qwen2", "smollm3"]
+
+
+@pytest.hookimpl(optionalhook=True)  # known only where xdist is loaded
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With `pytest -n N`: each test goes to whichever worker is free, except that a file with a
+    module-scoped fixture (a Ray cluster, a loaded model) stays on one worker, which builds it
+    once. (xdist's `loadgroup` marks do not take under pytest 9: the group never reaches the node id.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EachTestUnlessShared(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return file if shares_a_module_fixture(file) else nodeid
+
+    return EachTestUnlessShared(config, log)
+
+
+@functools.cache
+def shares_a_module_fixture(file: str) -> bool:
+    return 'scope="module"' in (ROOT / file).read_text()
 
 
 @pytest.fixture(scope="session")
@@ -61,23 +82,25 @@ def write_suite(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def suite_file(tmp_path: Path, tiny_dir: Path):
-    """A factory: a small valid suite on the tiny model, with extra YAML lines appended."""
+    """A factory: a small valid suite on the tiny model; extra YAML lines are appended, and replace
+    the defaults they name."""
 
     def make(extra: str = "", strategies: str | None = None) -> Path:
         strategies = strategies or "  - name: full\n  - {name: truncation, label: trunc-48, params: {budget: 48}}\n"
-        text = (
-            "# a small suite for tests\n"
-            "name: t\n"
-            f"model: {tiny_dir}\n"
-            "device: cpu\n"
-            "context_lengths: [64, 96]\n"
-            "samples: 2\n"
-            "prompt: {format: plain}\n"  # lengths this short hold no instruct prompt (test_prompts.py asks those)
-            "tasks: [{name: needle}]\n"
-            f"strategies:\n{strategies}"
-            f"output: {tmp_path / 'results'}\n"
-            f"{extra}"
-        )
+        defaults = [
+            "name: t",
+            f"model: {tiny_dir}",
+            "device: cpu",
+            "context_lengths: [64, 96]",
+            "samples: 2",
+            "prompt: {format: plain}",  # lengths this short hold no instruct prompt (test_prompts.py asks those)
+            "tasks: [{name: needle}]",
+            f"strategies:\n{strategies.rstrip()}",
+            f"output: {tmp_path / 'results'}",
+        ]
+        given = {line.split(":", 1)[0] for line in extra.splitlines() if line[:1].isalpha()}
+        kept = [line for line in defaults if line.split(":", 1)[0] not in given]  # a suite names each key once
+        text = "# a small suite for tests\n" + "\n".join(kept) + "\n" + extra
         return write_suite(tmp_path / "suite.yaml", text)
 
     return make

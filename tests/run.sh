@@ -10,6 +10,7 @@ python -m pip install -q torch==2.13.0 -e '.[dev,ray,slurm,kvquant]'
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mypy
 ruff check harness strategies kernels tests benchmarks
-# Two workers, each test file on one of them (a file's fixtures and clusters stay together); each
+# Two workers, each test sent to whichever is free, except that a file with a module-scoped
+# fixture (a Ray cluster, a loaded model) stays on one (tests/conftest.py's scheduler). Each
 # worker's torch takes one core, so the two do not fight over the machine's two.
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} pytest -n "${LCBENCH_TEST_WORKERS:-2}" --dist loadfile "$@"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} pytest -n "${LCBENCH_TEST_WORKERS:-2}" "$@"

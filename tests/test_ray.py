@@ -86,7 +86,8 @@ def test_ray_faults_become_the_same_records_as_on_one_machine(cluster, faults_he
         f"  - name: {n}\n" for n in ("fault_raises", "fault_hog", "fault_hangs", "fault_kills_itself", "fault_free")
     )
     path = suite_file("samples: 1\n", strategies)
-    limits = ["--cell-timeout", "5", "--max-memory", str(address_space_now() + (1 << 30))]
+    # 10 s: a loaded machine has taken more than 5 s from a cell's start to the strategy's first call
+    limits = ["--cell-timeout", "10", "--max-memory", str(address_space_now() + (1 << 30))]
     assert main(["run", str(path), "--isolate", *limits, "--out", str(tmp_path / "here")]) == 0
     assert ray_run(path, tmp_path / "ray", *limits) == 0
     statuses = {(r.strategy, r.context_length): r.status for r in records_of(tmp_path / "ray")}
