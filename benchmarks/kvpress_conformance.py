@@ -4,8 +4,12 @@ kvpress pins an older transformers (<5.3) than lcbench's, so the two cannot shar
 in a kvpress venv dumps what kvpress keeps, a second run in lcbench's venv recomputes it with
 `lcbench.kv.compression.kept_positions` and compares. The tie between the runs is a tiny Llama
 built from a config with fixed weights, saved as safetensors, and a fixed prompt of token ids.
+Make the kvpress venv once, in a folder of your choosing (KVPRESS below; kvpress brings the
+transformers it pins), then run both halves from the repository root:
 
-    /work/kvpress-venv/bin/python benchmarks/kvpress_conformance.py dump --out DIR
+    python3 -m venv KVPRESS
+    KVPRESS/bin/pip install torch==2.13.0 && KVPRESS/bin/pip install kvpress==0.5.5
+    KVPRESS/bin/python benchmarks/kvpress_conformance.py dump --out DIR
     .venv/bin/python benchmarks/kvpress_conformance.py compare --dir DIR
 
 `dump` writes DIR/model (the model) and DIR/kvpress.json: for SnapKV, key-norm, TOVA and
@@ -20,7 +24,6 @@ Jaccard overlap of those that are not; it exits 1 if any set differs.
 
 Not run in CI: it needs a second venv. Last run with Python 3.11.7, torch 2.13.0+cpu,
 transformers 5.2.0 and kvpress 0.5.5 (dump); lcbench's venv had transformers 5.24.0 (compare).
-The venv: `python3.11 -m venv V && V/bin/pip install torch==2.13.0 && V/bin/pip install kvpress==0.5.5`.
 """
 
 from __future__ import annotations

@@ -177,7 +177,9 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
     if getattr(args, "data_dir", None) is not None:
         found["data_dir"] = str(args.data_dir)
     if getattr(args, "lengths", None) is not None:
-        found["context_lengths"] = [x for x in args.lengths.split(",") if x.strip()]
+        from lcbench.config.suite import option_lengths
+
+        found["context_lengths"] = option_lengths(args.lengths)
     if getattr(args, "out", None) is not None:
         found["output"] = str(args.out)
     return found

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lcbench.errors import UserError
+from lcbench.model_files import architecture_problems, tokenizer_problems, weight_problems
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -115,19 +116,31 @@ def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[str]:
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        return [*problems, f"model folder `{path}`: config.json is not valid JSON ({exc})"]
+        return [*problems, f"model folder `{path}`: config.json is not valid JSON ({exc}); download or save the model again"]
     if "auto_map" in config and not trust_remote_code:
         problems.append(
             f"model folder `{path}` asks for remote code (auto_map in config.json); "
             "set `trust_remote_code: true` in the suite only if you trust that code"
         )
-    return problems
+    elif "auto_map" not in config:  # remote code brings its own architecture
+        problems += architecture_problems(path, config)
+    return problems + weight_problems(path)
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
-    """The tokenizer as saved. A plain `tokenizers` file saved through the generic class is
-    loaded as such: `AutoTokenizer` would otherwise pick the architecture's own class (Qwen2's
-    byte-level BPE, say), which re-reads a word-level vocabulary wrongly and drops every word."""
+    """The tokenizer as saved, or a `UserError` naming the file that keeps it from loading."""
+    try:
+        return _load_tokenizer(path, trust_remote_code)
+    except Exception as exc:  # a damaged file fails deep in transformers or tokenizers, as any type (tokenizers: `Exception`)
+        detail = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        again = "save it again with `tokenizer.save_pretrained`"
+        raise UserError(tokenizer_problems(path) or f"the tokenizer in `{path}` does not load ({detail}); {again}") from None
+
+
+def _load_tokenizer(path: Path, trust_remote_code: bool) -> Any:
+    """A plain `tokenizers` file saved through the generic class is loaded as such: `AutoTokenizer`
+    would otherwise pick the architecture's own class (Qwen2's byte-level BPE, say), which re-reads
+    a word-level vocabulary wrongly and drops every word."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     config_file = path / "tokenizer_config.json"

@@ -14,14 +14,24 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from lcbench.analysis.summary import COST
 from lcbench.run.records import Record
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 PANELS = ("peak_mem_mb", "prefill_tok_s", "decode_tok_s")
 MARKERS = "osD^v<>pXh*"
+# The least span of a frontier axis, as a share of its scale. Peak memory of the same work moves by a
+# few per cent from cell to cell (examples differ by some tokens, the allocator rounds up to its blocks,
+# RSS keeps what malloc kept), and the tables print memory to 0.1 MB: an axis zoomed below a tenth of
+# its value draws that noise as a spread of choices (3.73 to 3.76 MB filling a panel).
+MIN_RELATIVE_SPAN = 0.1
 
 
 def plot_run(
@@ -44,9 +54,11 @@ def plot_run(
         stem = re.sub(r"[^\w.-]", "-", task)  # `longbench/hotpotqa` names a file, not a folder
         written.append(plot_against_length(part, task, metric, out_dir / f"{stem}-by-length.png"))
         front = {length: names for (name, length), names in (pareto or {}).items() if name == task}
-        written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-frontier.png", front=front))
+        spread = cost_ranges(records, task, "peak_mem_bytes")
+        written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-frontier.png", front=front, spread=spread))
         if "kv_decode_mb" in part and part["kv_decode_mb"].notna().any():  # the KV-compression trade-off
-            written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-kv-frontier.png", "kv_decode_mb"))
+            spread = cost_ranges(records, task, "kv_decode_bytes")
+            written.append(plot_frontier(part, task, metric, out_dir / f"{stem}-kv-frontier.png", "kv_decode_mb", spread=spread))
         if budget_groups(part):  # methods set to the same KV budget: compared at equal cost
             written.append(plot_budget_matched(part, task, metric, out_dir / f"{stem}-kv-budget.png"))
         depths = depth_frame(records, task, metric)
@@ -140,19 +152,52 @@ def mark_failures(ax: object, rows: pd.DataFrame, color: str) -> None:
 
 
 FRONTIER_COSTS = {"peak_mem_mb": ("peak memory", "memory"), "kv_decode_mb": ("KV cache at decode", "KV cache bytes")}
+Ranges = dict[tuple[str, int], tuple[float, float]]
+
+
+def cost_ranges(records: Sequence[Record], task: str, field: str) -> Ranges:
+    """(strategy, length) -> the lowest and highest MB of a per-example cost (`peak_mem_bytes`, ...)
+    over the task's examples that ran: how far the same cell's measurement moves."""
+    values: dict[tuple[str, int], list[float]] = {}
+    for r in records:
+        value = getattr(r, field)
+        if r.task == task and r.status == "ok" and value:
+            values.setdefault((r.strategy, r.context_length), []).append(value / 2**20)
+    return {cell: (min(mb), max(mb)) for cell, mb in values.items()}
 
 
 def plot_frontier(
-    part: pd.DataFrame, task: str, metric: str, path: Path, cost: str = "peak_mem_mb", front: dict[int, set[str]] | None = None
+    part: pd.DataFrame,
+    task: str,
+    metric: str,
+    path: Path,
+    cost: str = "peak_mem_mb",
+    front: dict[int, set[str]] | None = None,
+    spread: Ranges | None = None,
 ) -> Path:
+    """`frontier_figure` written to `path`."""
+    return save(frontier_figure(part, task, metric, cost, front, spread), path)
+
+
+def frontier_figure(
+    part: pd.DataFrame,
+    task: str,
+    metric: str,
+    cost: str = "peak_mem_mb",
+    front: dict[int, set[str]] | None = None,
+    spread: Ranges | None = None,
+) -> Figure:
     """Quality against a cost (peak memory, or the KV cache's bytes while decoding) at each length;
-    the strategies of each length's Pareto set (`front`) ringed and joined by a dashed line."""
+    the strategies of each length's Pareto set (`front`) ringed and joined by a dashed line; where
+    `spread` gives a cell's per-example cost range, a bar across it. No axis spans less than
+    `MIN_RELATIVE_SPAN` of its scale."""
     import matplotlib.pyplot as plt
 
     label, title = FRONTIER_COSTS[cost]
     lengths = sorted(part["context_length"].unique())
     fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 4), constrained_layout=True, squeeze=False)
     strategies = list(dict.fromkeys(part["strategy"]))
+    bars = ""
     for ax, length in zip(axes[0], lengths):
         at = part[part["context_length"] == length]
         for i, strategy in enumerate(strategies):
@@ -163,10 +208,16 @@ def plot_frontier(
             ok = r["status"] == "ok" and not _missing(r.get(metric)) and not _missing(r.get(cost))
             if ok:
                 ax.scatter(r[cost], r[metric], marker=MARKERS[i % len(MARKERS)], s=60, color=f"C{i}", label=strategy)
+                low, high = (spread or {}).get((strategy, int(length)), (r[cost], r[cost]))
+                if high > low:
+                    ax.plot([low, high], [r[metric]] * 2, "|-", color=f"C{i}", alpha=0.6, linewidth=1.5)
+                    bars = "; bars: the examples' range"
         pareto = at[at["strategy"].isin((front or {}).get(length, set()))].dropna(subset=[cost, metric]).sort_values(cost)
         if len(pareto):
             ax.scatter(pareto[cost], pareto[metric], s=220, facecolors="none", edgecolors="black", linewidths=1.2)
             ax.plot(pareto[cost], pareto[metric], "--", color="black", alpha=0.5, linewidth=1)
+        floor_span(ax, "x", sum(ax.get_xlim()) / 2)  # memory's resolution is relative to its own value
+        floor_span(ax, "y", _largest(part, metric))  # quality keeps one scale at every length
         ax.set_xlabel(f"{label} (MB, lower is better)")
         ax.set_ylabel(f"{metric} (higher is better)")
         ax.set_title(f"{length} tokens")
@@ -174,8 +225,23 @@ def plot_frontier(
     handles, labels = axes[0][-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize="small")
     ringed = "; ringed: the Pareto set over quality, memory and latency" if front else ""
-    fig.suptitle(f"{task}: quality against {title} (best trade-off: top left{ringed})")
-    return save(fig, path)
+    fig.suptitle(f"{task}: quality against {title} (best trade-off: top left{ringed}{bars})", fontsize="medium", wrap=True)
+    return fig
+
+
+def floor_span(ax: Axes, axis: str, scale: float) -> None:
+    """Widen `ax`'s x or y axis about its centre to span at least `MIN_RELATIVE_SPAN` x |`scale`|."""
+    limits, set_limits = (ax.get_xlim, ax.set_xlim) if axis == "x" else (ax.get_ylim, ax.set_ylim)
+    low, high = limits()
+    least = MIN_RELATIVE_SPAN * abs(scale)
+    if high - low < least:
+        centre = (low + high) / 2
+        set_limits(centre - least / 2, centre + least / 2)
+
+
+def _largest(part: pd.DataFrame, column: str) -> float:
+    values = pd.to_numeric(part[column], errors="coerce").abs().dropna() if column in part else pd.Series(dtype=float)
+    return float(values.max()) if len(values) else 0.0
 
 
 def budget_groups(part: pd.DataFrame) -> dict[int, dict[int, pd.DataFrame]]:

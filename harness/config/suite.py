@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from lcbench.config.budget import Budget
+from lcbench.config.suite_loader import DuplicateKeys, SuiteLoader
 from lcbench.errors import UserError, did_you_mean
 from lcbench.model import DTYPES
 from lcbench.reference.models import REFERENCE
@@ -35,7 +36,35 @@ MAX_FILE_BYTES = 1 << 20
 MAX_EXPANDED_NODES = 100_000  # values in a suite once YAML aliases are expanded
 
 
-Length = Annotated[int, BeforeValidator(parse_length), Field(gt=0, le=MAX_LENGTH)]
+def context_length(value: Any) -> int:
+    """A context length as a suite or `--lengths` writes it (4096, '4k'): a token count in (0, MAX_LENGTH]."""
+    length = parse_length(value)
+    if length <= 0:
+        raise ValueError("a context length must be greater than 0 tokens; write a token count such as 4096 or 4k")
+    if length > MAX_LENGTH:
+        raise ValueError(f"a context length is at most {MAX_LENGTH} tokens (16M): a larger one is a typo; write e.g. 4096 or 4k")
+    return length
+
+
+def option_lengths(text: str, option: str = "--lengths") -> list[int]:
+    """`--lengths 1k,4k` as token counts; a bad one is said as the option the user wrote, which
+    replaces the suite's `context_lengths`, rather than as that key's line in the file."""
+    lengths, problems = [], []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        try:
+            lengths.append(context_length(item))
+        except ValueError as exc:
+            problems.append(f"{option} `{item}` (the run's context_lengths): {exc}")
+    if not lengths and not problems:
+        problems.append(f"{option} gives no length; write e.g. {option} 1k,4k")
+    if problems:
+        raise UserError(problems)
+    return lengths
+
+
+Length = Annotated[int, BeforeValidator(context_length)]
 
 
 class Frozen(BaseModel):
@@ -197,14 +226,14 @@ def suite_hash(text: str) -> str:
 
 
 def read_yaml(path: Path) -> tuple[Any, yaml.Node | None, str]:
-    """(data, node tree for line numbers, text). Only `safe_load`: no Python object tags."""
+    """(data, node tree for line numbers, text). Only a `SafeLoader`: no Python object tags."""
     if not path.is_file():
         raise UserError(f"suite file `{path}` does not exist; `lcbench ls` lists the shipped suites")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise UserError(f"suite file is {path.stat().st_size} bytes; a suite is at most {MAX_FILE_BYTES}", source=str(path))
     text = path.read_text()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=SuiteLoader)
         size = expanded_size(node)
         if size > MAX_EXPANDED_NODES:
             raise UserError(
@@ -213,6 +242,8 @@ def read_yaml(path: Path) -> tuple[Any, yaml.Node | None, str]:
                 source=str(path),
             )
         data = yaml.safe_load(text)
+    except DuplicateKeys as exc:
+        raise UserError(exc.problems, source=str(path)) from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -283,7 +314,8 @@ def locate(node: yaml.Node | None, loc: tuple[Any, ...], message: str) -> str:
 
 def schema_problems(error: ValidationError, node: yaml.Node | None, model: type[BaseModel]) -> list[str]:
     problems = []
-    for item in error.errors():
+    errors = error.errors()
+    for item in errors:
         loc = tuple(k for k in item["loc"] if not (isinstance(k, str) and k.startswith("function-")))
         if item["type"] == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
@@ -291,10 +323,21 @@ def schema_problems(error: ValidationError, node: yaml.Node | None, model: type[
             problems.append(locate(node, loc, did_you_mean(str(loc[-1]), known, "key") + "; remove or rename it"))
         elif item["type"] == "missing":
             problems.append(locate(node, loc, "required key is missing; add it"))
+        elif item["type"] == "too_short" and _inside(item["loc"], errors):
+            continue  # a list emptied by its own bad items: those are the problem, said beside it
+        elif item["type"] == "too_short":
+            problems.append(locate(node, loc, f"needs at least {item['ctx']['min_length']} entry; add one"))
         else:
             msg = item["msg"].removeprefix("Value error, ")
-            problems.append(locate(node, loc, f"{msg} (got {item['input']!r})"))
+            said = isinstance(item["input"], str) and repr(item["input"]) in msg  # the message quotes it already
+            got = "" if said else f" (got {item['input']!r})"
+            problems.append(locate(node, loc, f"{msg}{got}"))
     return problems
+
+
+def _inside(loc: tuple[Any, ...], errors: list[Any]) -> bool:
+    """Whether any of `errors` lies within `loc` (an item of the list at `loc`, say)."""
+    return any(len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in errors)
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

@@ -11,7 +11,7 @@ from typing import Any
 from lcbench.config.suite import Suite, TaskSpec
 from lcbench.errors import UserError
 from lcbench.model import check_model_dir, go_offline, load_tokenizer
-from lcbench.reference.models import model_path
+from lcbench.reference.models import REFERENCE, model_path
 from lcbench.run.runner import build_task, check_vocabulary, prompter_for
 from lcbench.tasks.base import LengthError, Task
 
@@ -31,9 +31,17 @@ def preflight(suite: Suite) -> None:
             continue
         path = model_path(suite.model, spec.name)
         if path not in tokenizers:
-            if check_model_dir(path, suite.trust_remote_code):
-                continue  # said by the suite's own checks
-            tokenizers[path] = load_tokenizer(path, suite.trust_remote_code)
+            tokenizers[path] = None  # unusable until loaded; said once for all its tasks
+            unusable = check_model_dir(path, suite.trust_remote_code)
+            if unusable:  # a user's model is said by the suite's own checks; the shipped one only here
+                problems += unusable if suite.model == REFERENCE else []
+            else:
+                try:
+                    tokenizers[path] = load_tokenizer(path, suite.trust_remote_code)
+                except UserError as exc:
+                    problems += exc.problems
+        if tokenizers[path] is None:
+            continue
         problems += [f"{where}: {p}" for p in prompt_problems(suite, spec, task, tokenizers[path], shortest, path.name)]
     if problems:
         raise UserError(problems)
