@@ -47,7 +47,7 @@ def measure(fn: Callable[[], Any], device: str, repeats: int) -> tuple[float, fl
 
     The best of several runs, not the median: on a shared machine noise only ever adds time."""
     fn()
-    with MeasureMemory(device, count_tensors=False) as meter:  # RSS alone, as the figures in the README were taken
+    with MeasureMemory(device, count_tensors=False) as meter:  # RSS alone, as the figures in docs/performance.md were taken
         fn()
         synchronize(device)
     peak = meter.result.torch_allocated_bytes if device.startswith("cuda") else meter.result.rss_bytes

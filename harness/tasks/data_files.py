@@ -39,7 +39,7 @@ def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     LongBench v2's data.json is 465 MB); the records are shared, so callers only read them."""
     if not path.is_file():
         raise DataError(
-            f"data file `{path}` does not exist; see the README's data sets section for where to get it and how to lay it out"
+            f"data file `{path}` does not exist; see docs/tasks.md (Data sets) for where to get it and how to lay it out"
         )
     stat = path.stat()
     return _parsed(path.resolve(), stat.st_mtime_ns, stat.st_size)
