@@ -41,7 +41,9 @@ def engine(executor: str) -> Any:
 def read_profile(path: Path, executor: str) -> dict[str, Any]:
     """An execution profile: YAML with one section per executor (`ray:`, `slurm:`) of site settings."""
     if not path.is_file():
-        raise UserError(f"profile `{path}` does not exist; write one with a `{executor}:` section (see docs/clusters.md, Execution profiles)")
+        raise UserError(
+            f"profile `{path}` does not exist; write one with a `{executor}:` section (see docs/clusters.md, Execution profiles)"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
