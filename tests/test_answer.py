@@ -55,7 +55,7 @@ def run_of(records: list[Record], path: Path = Path("synthetic")) -> Run:
     return Run(path, records, summarize(records, strategy_order(records)), {"model": "m", "device": "cpu", "cpu": "c"})
 
 
-STEADY = [1.0] * 20
+STEADY = [1.0] * 48  # all pass: 48 are enough for a share above 0.9 at 95% (Wilson)
 HALF = [1.0, 0.0] * 10  # mean 0.5, wide interval
 
 
@@ -110,7 +110,7 @@ def test_a_shortest_length_that_scored_mostly_zero_gives_an_unbounded_interval_n
 def test_the_threshold_is_the_users():
     records = cell("s", 1024, STEADY) + cell("s", 4096, [1.0] * 15 + [0.0] * 5)  # 75%
     assert verdict_of(records, "s", threshold=0.5).verdict == "holds"
-    assert verdict_of(records, "s", threshold=0.95).verdict == "breaks"
+    assert verdict_of(records, "s", threshold=0.99).verdict == "breaks"  # 20 pass-or-fail examples: not sure of 0.95
 
 
 def test_intervals_cover_their_estimate_and_shrink_with_more_examples():
