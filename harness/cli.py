@@ -27,6 +27,7 @@ EPILOG = """examples:
   lcbench run suites/longbench.yaml --data-dir ~/data/longbench --model ~/models/my-llama --format chat
   lcbench run suites/needle.yaml --model ~/models/my-llama --lengths 4k --limit 1 --show-prompt
   lcbench validate suites/mt.yaml
+  lcbench data fetch longbench
   lcbench ls
   lcbench report results/mt-20260101-120000
   lcbench run suites/mt.yaml --isolate --cell-timeout 600 --max-memory 16G
@@ -103,6 +104,14 @@ def parser() -> argparse.ArgumentParser:
         help="try longer lengths after a strategy ran out of memory",
     )
     sub.add_parser("ls", help="list strategies, tasks and suites, one line each")
+    data = sub.add_parser("data", help="fetch a public data set once into the cache its tasks read")
+    fetch = data.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "fetch", help="download LongBench, LongBench v2, InfiniteBench or RULER's qa sets into the cache"
+    )
+    fetch.add_argument("name", metavar="NAME", help="longbench, longbench_v2, infinitebench or ruler-qa")
+    fetch.add_argument(
+        "--cache", type=Path, help="cache folder (default: $LCBENCH_DATA or ~/.cache/lcbench/data); the set goes to CACHE/NAME"
+    )
     collect = sub.add_parser("collect", help="merge a Slurm run's shards into its records and write its report")
     collect.add_argument("run_dir", type=Path)
     validate = sub.add_parser(
@@ -373,6 +382,13 @@ def suite_comment(path: Path) -> str:
     return ""
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from lcbench.data_fetch import fetch
+
+    fetch(args.name, args.cache)
+    return 0
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from lcbench.run.engines import engine
     from lcbench.run.run_dir import RunDir
@@ -450,6 +466,7 @@ COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
     "ls": cmd_ls,
+    "data": cmd_data,
     "report": cmd_report,
     "collect": cmd_collect,
     "compare": cmd_compare,

@@ -1,11 +1,13 @@
-"""Write a small, made-up data sample in the on-disk layouts of LongBench v1/LongBench-E, LongBench v2 and RULER.
+"""Write a small, made-up data sample in the on-disk layouts of LongBench v1/LongBench-E, LongBench v2, RULER and
+InfiniteBench.
 
 Run ``python data/sample/make_sample.py``; it (re)writes, next to this file:
 
 * ``longbench/{dataset}.jsonl`` (16 English LongBench v1 sets, 3 records each) and ``longbench/{dataset}_e.jsonl``
   (13 LongBench-E sets, one record per length bucket: < 4000, 4000-7999 and >= 8000 words);
 * ``longbench_v2/data.json``: one JSON array of 6 multiple-choice records;
-* ``ruler/{4096,8192}/data/{task}/validation.jsonl``: RULER's prepared files for the ``base`` model template.
+* ``ruler/{4096,8192}/data/{task}/validation.jsonl``: RULER's prepared files for the ``base`` model template;
+* ``infinitebench/{task}.jsonl``: InfiniteBench's 9 English tasks, 2 short records each.
 
 This is NOT the benchmarks' data. Every text is generated here, deterministically (fixed seeds), from the word
 lists and sentence templates below. Only the file layouts, the field names, RULER's task templates and answer
@@ -23,6 +25,7 @@ import math
 import random
 import re
 import string
+import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -855,6 +858,104 @@ def ruler_record(task: str, index: int, max_len: int) -> dict[str, object]:
     return record
 
 
+# ----------------------------------------------------------------------------------------------- InfiniteBench
+# xinrongzhang2022/InfiniteBench's English files, one `{task}.jsonl` each: id, context, input, answer (a list) and
+# options (four for the multiple-choice tasks, else empty). The noise line, the needle sentences, the JSON of
+# Retrieve.KV and Math.Find's input follow its data/construct_synthetic_dataset.py; the rest is made up, and short.
+IB_NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n"
+Record = dict[str, object]
+
+
+def ib_needle(needle: str, question: str, digits: int) -> Callable[[random.Random, int], Record]:
+    """Retrieve.PassKey / Retrieve.Number: a needle among repeats of the noise line."""
+    def make(rng: random.Random, i: int) -> Record:
+        key = "".join(str(rng.randint(0, 9)) for _ in range(digits))
+        n = rng.randint(12, 24)
+        j = rng.randint(0, n)
+        return {"context": IB_NOISE * j + needle.format(key=key) + IB_NOISE * (n - j), "input": question,
+                "answer": [key], "options": []}
+    return make
+
+
+def ib_kv(rng: random.Random, i: int) -> Record:
+    pairs = [(str(uuid.UUID(int=rng.getrandbits(128), version=4)), str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+             for _ in range(8)]
+    key, value = rng.choice(pairs)
+    text = "JSON data:\n{" + ", ".join(f'"{k}": "{v}"' for k, v in pairs) + "}"
+    return {"context": text, "input": f'\nKey: "{key}"\nThe value associated with the specified key is: ',
+            "answer": [value], "options": []}
+
+
+def ib_book(rng: random.Random, key: str, words: int = 250) -> str:
+    return "\n\n".join(fill(rng, [key], words, lambda: paragraph(rng, "story", rng.randint(3, 5))))
+
+
+def ib_sum(rng: random.Random, i: int) -> Record:
+    v = slots(rng)
+    keys = [sentence(rng, "story", F=v["F"], T=v["T"]) for _ in range(3)]
+    book = "\n\n".join(fill(rng, keys, 250, lambda: paragraph(rng, "story", rng.randint(3, 5))))
+    return {"context": book, "input": "", "answer": [" ".join(keys)], "options": []}
+
+
+def ib_qa(rng: random.Random, i: int) -> Record:
+    text, question, answers = fact(rng)
+    return {"context": ib_book(rng, text), "input": question, "answer": answers, "options": []}
+
+
+def ib_choice(rng: random.Random, i: int) -> Record:
+    kind = rng.randrange(len(FACTS))
+    text, question, answers = fact(rng, kind)
+    wrong: list[str] = []
+    while len(wrong) < 3:
+        other = fact(rng, kind)[2][0]
+        wrong += [] if other in wrong or other == answers[0] else [other]
+    options = [answers[0], *wrong]
+    rng.shuffle(options)
+    return {"context": ib_book(rng, text), "input": question, "answer": [answers[0]], "options": options}
+
+
+def ib_dialogue(rng: random.Random, i: int) -> Record:
+    people = [name.upper() for name in rng.sample(FIRST, 4)]
+    lines = [f"{rng.choice(people)}: {paragraph(rng, 'meeting', rng.randint(1, 2))}" for _ in range(16)]
+    j = rng.randrange(len(lines))
+    name, said = lines[j].split(": ", 1)
+    lines[j] = f"$$MASK$$: {said}"
+    return {"context": "\n\n".join(lines), "input": "", "answer": [name], "options": []}
+
+
+def ib_math(rng: random.Random, i: int) -> Record:
+    numbers = [rng.randint(0, 99) for _ in range(60)]
+    kind = ("largest number", "median number", "smallest number")[i % 3]
+    ordered = sorted(numbers)
+    answer = {"largest number": ordered[-1], "smallest number": ordered[0], "median number": (ordered[29] + ordered[30]) / 2}
+    return {"context": str(numbers), "input": f"You should answer with only one number, no other words. The {kind} of the "
+            "list is: ", "answer": [answer[kind]], "options": []}
+
+
+def ib_code(rng: random.Random, i: int) -> Record:
+    blocks = code_blocks(rng, 400)
+    loaders = [f"load_{plural(b.split()[1].rstrip(':').lower())}" for b in blocks]  # "class Lantern:" -> load_lanterns
+    j = rng.randrange(len(blocks))
+    blocks[j] = blocks[j].replace("rows = json.load(handle)", "rows = json.loads(handle)")  # a file is not a string
+    options = [loaders[j], *rng.sample([n for n in loaders if n != loaders[j]], 3)]
+    rng.shuffle(options)
+    return {"context": "import json\n\n\n" + "\n\n".join(blocks), "input": "", "answer": [loaders[j]], "options": options}
+
+
+INFINITEBENCH: dict[str, Callable[[random.Random, int], Record]] = {
+    "passkey": ib_needle("The pass key is {key}. Remember it. {key} is the pass key.\n", "What is the pass key?", 5),
+    "number_string": ib_needle("The sequence of digits is {key}. Remember it. {key} is the sequence of digits.\n",
+                               "What is the sequence of digits?", 10),
+    "kv_retrieval": ib_kv,
+    "longbook_sum_eng": ib_sum,
+    "longbook_qa_eng": ib_qa,
+    "longbook_choice_eng": ib_choice,
+    "longdialogue_qa_eng": ib_dialogue,
+    "math_find": ib_math,
+    "code_debug": ib_code,
+}
+
+
 # --------------------------------------------------------------------------------------------------- main
 def write_jsonl(path: Path, records: list[dict[str, object]], ensure_ascii: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -879,6 +980,9 @@ def main() -> None:
         for task in RULER:
             records = [ruler_record(task, i, max_len) for i in range(3)]
             write_jsonl(HERE / "ruler" / str(max_len) / "data" / task / "validation.jsonl", records, ensure_ascii=True)
+    for task, make in INFINITEBENCH.items():
+        records = [{"id": i, **make(random.Random(f"ib:{task}:{i}"), i)} for i in range(2)]
+        write_jsonl(HERE / "infinitebench" / f"{task}.jsonl", records, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Data sets on disk, read for tasks: JSON lines or one JSON array, each record checked for the
-fields its family needs, every problem named with its file and line. Nothing is downloaded."""
+fields its family needs, every problem named with its file and line. Nothing is downloaded here:
+`lcbench data fetch` (`lcbench.data_fetch`) fills the cache that a task reads where it is given no
+data_dir."""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,7 +17,9 @@ FAMILIES = {
     "LongBench v1 (task `longbench`)": ("context", "input", "answers", "all_classes"),
     "LongBench v2 (task `longbench_v2`)": ("question", "choice_A", "answer", "context"),
     "RULER prepared (task `ruler`)": ("input", "outputs", "answer_prefix"),
+    "InfiniteBench (task `infinitebench`)": ("context", "input", "answer", "options"),
 }
+CACHE_ENV = "LCBENCH_DATA"  # the cache's root; default ~/.cache/lcbench/data
 
 
 class Codec(Protocol):
@@ -27,22 +32,42 @@ class DataError(ValueError):
     """A data file that is missing, malformed, or of another family than its task reads."""
 
 
+def cache_root() -> Path:
+    """Where `lcbench data fetch` keeps the data sets, one folder each: $LCBENCH_DATA, else ~/.cache/lcbench/data."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/lcbench/data").expanduser()
+
+
+def data_folder(data_dir: str, data_set: str) -> str:
+    """A data-set task's folder: its `data_dir` where one is given, else `data_set`'s folder in the cache."""
+    return data_dir or str(cache_root() / data_set)
+
+
 def resolve(data_dir: str, path: str) -> Path:
     """`path` under `data_dir` when relative (and a data_dir is given)."""
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() or not data_dir else Path(data_dir).expanduser() / candidate
 
 
-def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def read_records(path: Path, fetch: str = "") -> list[tuple[int, dict[str, Any]]]:
     """(line or position, record) for every record of a `.jsonl` file or a `.json` array. A file
     is parsed once while it is unchanged (the checks, then each length's examples, read it again:
-    LongBench v2's data.json is 465 MB); the records are shared, so callers only read them."""
+    LongBench v2's data.json is 465 MB); the records are shared, so callers only read them. A
+    missing file's message names `lcbench data fetch FETCH` where the data set can be fetched."""
     if not path.is_file():
-        raise DataError(
-            f"data file `{path}` does not exist; see docs/tasks.md (Data sets) for where to get it and how to lay it out"
-        )
+        raise DataError(missing(path, fetch))
     stat = path.stat()
     return _parsed(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+def missing(path: Path, fetch: str = "") -> str:
+    """Why `path` cannot be read, and how to get it: fetched into the cache, or by hand."""
+    if not fetch:
+        return f"data file `{path}` does not exist; see docs/tasks.md (Data sets) for where to get it and how to lay it out"
+    return (
+        f"data file `{path}` does not exist; `lcbench data fetch {fetch}` downloads the data set into "
+        f"{cache_root() / fetch}, which a task reads when no data_dir is given (or give that folder as --data-dir); "
+        "docs/tasks.md (Data sets) says how to lay it out by hand"
+    )
 
 
 @functools.lru_cache(maxsize=2)  # a suite's tasks read their files in turn: the last two stay parsed

@@ -10,7 +10,8 @@ its context, as LongBench cuts its prompts, so that the whole prompt fits the ce
 `longbench_e` (LongBench-E, `{dataset}_e.jsonl`) a cell takes the records of one of LongBench-E's
 length buckets: cells up to 4k the 0-4k records, up to 8k the 4-8k records, longer cells the 8k+
 records (by the records' `length`, in words); otherwise every cell takes the first records of
-`{dataset}.jsonl`. Files: `data_dir/{dataset}.jsonl`, as THUDM/LongBench's data.zip unpacks.
+`{dataset}.jsonl`. Files: `data_dir/{dataset}.jsonl`, as THUDM/LongBench's data.zip unpacks, or,
+with no data_dir, the cache `lcbench data fetch longbench` fills.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 
 from lcbench.prompt import Parts, Prompter
 from lcbench.tasks.base import Example, LengthError, Task
-from lcbench.tasks.data_files import DataError, check_fields, cut_middle, read_records, resolve
+from lcbench.tasks.data_files import DataError, check_fields, cut_middle, data_folder, read_records, resolve
 from lcbench.tasks.longbench_metrics import METRICS, best
 
 FIELDS: dict[str, type] = {"context": str, "input": str, "answers": list, "length": int}
@@ -49,7 +50,7 @@ class LongBench(Task):
     metrics: ClassVar[tuple[str, ...]] = ("qa_f1", "rouge", "classification", "retrieval", "count", "code_sim")
 
     dataset: str = "hotpotqa"
-    data_dir: str = ""  # the folder of the data set's .jsonl files (the suite's `data_dir` by default)
+    data_dir: str = ""  # the folder of the data set's .jsonl files (the suite's `data_dir`; none: the fetched cache)
     longbench_e: bool = True  # LongBench-E's file, its length buckets as the cells
 
     def __post_init__(self) -> None:
@@ -64,7 +65,7 @@ class LongBench(Task):
 
     @property
     def path(self) -> Path:
-        return resolve(self.data_dir, f"{self.dataset}{'_e' if self.longbench_e else ''}.jsonl")
+        return resolve(data_folder(self.data_dir, "longbench"), f"{self.dataset}{'_e' if self.longbench_e else ''}.jsonl")
 
     def label(self) -> str:
         return f"{self.name}/{self.dataset}"
@@ -77,7 +78,7 @@ class LongBench(Task):
 
     def data_problems(self, lengths: Sequence[int] = ()) -> list[str]:
         try:
-            records = read_records(self.path)
+            records = read_records(self.path, fetch="longbench")
         except DataError as exc:
             return [str(exc)]
         problems = check_fields(self.path, records, FIELDS, "LongBench v1 (task `longbench`)")
@@ -96,7 +97,8 @@ class LongBench(Task):
     def examples(self, prompter: Prompter, length: int, n: int, seed: int) -> list[Example]:
         """The first `n` records of the cell (of its LongBench-E bucket), in file order."""
         name, low, high = bucket(length)
-        chosen = [(i, r) for i, r in read_records(self.path) if not self.longbench_e or low <= r["length"] < high]
+        records = read_records(self.path, fetch="longbench")
+        chosen = [(i, r) for i, r in records if not self.longbench_e or low <= r["length"] < high]
         if not chosen:
             raise DataError(f"{self.path}: no record in LongBench-E's {name} bucket for the cells of length {length}")
         return [self.from_record(prompter, length, line, record) for line, record in chosen[:n]]

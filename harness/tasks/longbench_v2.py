@@ -5,7 +5,8 @@ Multitasks", 2024. Asked with its zero-shot prompt (`prompts/0shot.txt`) and sco
 letter after "The correct answer is". A record longer than the cell is cut in the middle of its
 context, as LongBench v2 cuts its prompts. `difficulty` and `lengths` select its splits (easy/hard;
 short/medium/long); records say theirs, so results can be read per split. File: `data_dir/data.json`
-(the JSON array THUDM/LongBench-v2 publishes) or a .jsonl of the same records.
+(the JSON array THUDM/LongBench-v2 publishes) or a .jsonl of the same records; with no data_dir, the
+cache `lcbench data fetch longbench_v2` fills.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 
 from lcbench.prompt import Parts, Prompter
 from lcbench.tasks.base import Example, LengthError, Task
-from lcbench.tasks.data_files import DataError, check_fields, cut_middle, read_records, resolve
+from lcbench.tasks.data_files import DataError, check_fields, cut_middle, data_folder, read_records, resolve
 
 FIELDS: dict[str, type] = {
     "_id": str, "difficulty": str, "length": str, "question": str,
@@ -48,7 +49,7 @@ class LongBenchV2(Task):
     metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
     template: ClassVar[str] = TEMPLATE
 
-    data_dir: str = ""  # the folder of data.json (the suite's `data_dir` by default)
+    data_dir: str = ""  # the folder of data.json (the suite's `data_dir`; none: the fetched cache)
     file: str = "data.json"
     difficulty: tuple[str, ...] = ("easy", "hard")
     lengths: tuple[str, ...] = ("short", "medium", "long")
@@ -62,11 +63,11 @@ class LongBenchV2(Task):
 
     @property
     def path(self) -> Path:
-        return resolve(self.data_dir, self.file)
+        return resolve(data_folder(self.data_dir, "longbench_v2"), self.file)
 
     def data_problems(self, lengths: Sequence[int] = ()) -> list[str]:
         try:
-            records = read_records(self.path)
+            records = read_records(self.path, fetch="longbench_v2")
         except DataError as exc:
             return [str(exc)]
         problems = check_fields(self.path, records, FIELDS, "LongBench v2 (task `longbench_v2`)")
@@ -78,7 +79,7 @@ class LongBenchV2(Task):
         return [(i, r) for i, r in records if r["difficulty"] in self.difficulty and r["length"] in self.lengths]
 
     def examples(self, prompter: Prompter, length: int, n: int, seed: int) -> list[Example]:
-        chosen = self.selected(read_records(self.path))
+        chosen = self.selected(read_records(self.path, fetch="longbench_v2"))
         if not chosen:
             raise DataError(f"{self.path}: no record is {'/'.join(self.difficulty)} and {'/'.join(self.lengths)}")
         return [self.from_record(prompter, length, line, record) for line, record in chosen[:n]]

@@ -324,7 +324,8 @@ def read_qa(dataset: str, path: Path) -> QaSet:
         what, url, name = QA_SOURCES[dataset]
         raise DataError(
             f"data file `{path}` does not exist: this task reads {what} as `{name}` in the data folder "
-            f"(the suite's `data_dir` or --data-dir), the file RULER's download_qa_dataset.sh saves from {url}"
+            f"(the suite's `data_dir` or --data-dir), the file RULER's download_qa_dataset.sh saves from {url}; "
+            "`lcbench data fetch ruler-qa` downloads both qa files into the cache, which the task reads"
         )
     stat = path.stat()
     return _read_qa(dataset, path.resolve(), stat.st_mtime_ns)

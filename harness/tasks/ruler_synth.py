@@ -9,8 +9,9 @@ niah_* hide needles `One of the special magic {type} for {key} is: {value}.` in 
 `.txt` files in `essay_dir`), vt traces chains of `VAR X = ...` through noise, cwe finds the 10
 most common words of a numbered list, fwe the three most frequent words of a Zipf-distributed
 coded text, and qa_1 / qa_2 answer a SQuAD / HotpotQA question among distractor documents read
-from the data folder (`squad.json`, `hotpotqa.json`, as RULER names them). The templates, answer
-prefixes and needle sentence are RULER's, word for word.
+from the data folder (`squad.json`, `hotpotqa.json`, as RULER names them; where it lacks them, from
+the cache `lcbench data fetch ruler-qa` fills). The templates, answer prefixes and needle sentence
+are RULER's, word for word.
 
 As in RULER, the haystack's size (noise sentences, distractor needles, essay words, list words,
 documents) is searched by bisection so that the prompt, counted with the run's tokenizer, fits the
@@ -36,7 +37,7 @@ from typing import ClassVar
 from lcbench.errors import did_you_mean
 from lcbench.prompt import Parts, Prompter
 from lcbench.tasks.base import Example, LengthError, Task
-from lcbench.tasks.data_files import DataError, resolve
+from lcbench.tasks.data_files import DataError, cache_root, resolve
 from lcbench.tasks.metrics import string_match_all, string_match_part
 from lcbench.tasks.ruler import postprocess
 from lcbench.tasks.ruler_haystacks import (
@@ -180,8 +181,10 @@ class RulerSynth(Task):
         return []
 
     def qa_set(self) -> QaSet:
+        """SQuAD's or HotpotQA's file from the data folder, else from the cache `lcbench data fetch ruler-qa` fills."""
         dataset = self.settings.dataset
-        return read_qa(dataset, resolve(self.data_dir, QA_SOURCES[dataset][2]))
+        path, cached = resolve(self.data_dir, QA_SOURCES[dataset][2]), cache_root() / "ruler-qa" / QA_SOURCES[dataset][2]
+        return read_qa(dataset, cached if not path.is_file() and cached.is_file() else path)
 
     def example(self, prompter: Prompter, length: int, seed: int, index: int) -> Example:
         problems = self.data_problems()
