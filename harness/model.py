@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import functools
 import inspect
 import json
@@ -72,6 +73,31 @@ def _stored_bytes(held: Any) -> int:
     if isinstance(held, (list, tuple)):
         return sum(_stored_bytes(value) for value in held)
     return 0
+
+
+def rewinder(cache: Any) -> Callable[[], None]:
+    """A function that puts `cache` back as it is now, once more tokens have been read into it: cut back
+    to its present length where every layer can be (transformers' full-attention layers), else a copy of
+    its layers put back (a sliding-window layer drops what a cut would need)."""
+    import torch
+
+    length = cache.get_seq_length()
+    if all(getattr(layer, "is_croppable", False) and not getattr(layer, "is_sliding", False) for layer in cache.layers):
+
+        def crop() -> None:
+            if cache.get_seq_length() > length:
+                with torch.inference_mode():
+                    cache.crop(length - cache.get_seq_length())  # a negative count: that many tokens removed
+
+        return crop
+    with torch.inference_mode():
+        saved = copy.deepcopy(cache.layers)
+
+    def put_back() -> None:
+        with torch.inference_mode():
+            cache.layers = copy.deepcopy(saved)
+
+    return put_back
 
 
 HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?")
@@ -322,18 +348,7 @@ class Model:
             start = time.perf_counter()
             kv = self.new_cache() if cache is None else cache
             cache = {self._cache_keyword: kv}  # filled in place by every call
-            step_size = prefill_chunk if prefill_chunk > 0 else len(prompt)
-            cuts = sorted(
-                {*range(step_size, len(prompt), step_size), len(prompt)} | ({split_at} if 0 < split_at < len(prompt) else set())
-            )
-            begin, peak = 0, 0
-            for end_at in cuts:
-                ids = torch.tensor([prompt[begin:end_at]], device=self.device)
-                out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **cache)
-                peak = max(peak, cache_bytes(kv))
-                if at_split is not None and end_at == (split_at or len(prompt)):
-                    at_split()
-                begin = end_at
+            out, peak = self._read(prompt, kv, prefill_chunk, split_at, at_split)
             token, logprob = greedy(out.logits[0, -1])
             synchronize(self.device)
             first = time.perf_counter()
@@ -359,6 +374,48 @@ class Model:
             decode_bytes,
             str(self.hf_model.config._attn_implementation),
         )
+        if self._kept is not None:
+            self._kept.append((list(prompt), generation))
+        return generation
+
+    def _read(
+        self, prompt: list[int], kv: Any, prefill_chunk: int, split_at: int, at_split: Callable[[], None] | None
+    ) -> tuple[Any, int]:
+        """The prefill: `prompt` into the cache `kv`, `prefill_chunk` tokens per forward (0: at once),
+        cut at `split_at` for `at_split`; returns the last forward's output and the cache's peak bytes."""
+        import torch
+
+        step_size = prefill_chunk if prefill_chunk > 0 else len(prompt)
+        cuts = sorted(
+            {*range(step_size, len(prompt), step_size), len(prompt)} | ({split_at} if 0 < split_at < len(prompt) else set())
+        )
+        begin, peak, out = 0, 0, None
+        for end_at in cuts:
+            ids = torch.tensor([prompt[begin:end_at]], device=self.device)
+            out = self.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_keyword: kv})
+            peak = max(peak, cache_bytes(kv))
+            if at_split is not None and end_at == (split_at or len(prompt)):
+                at_split()
+            begin = end_at
+        return out, peak
+
+    def prefill(self, prompt: list[int], cache: Any, split_at: int = 0, at_split: Callable[[], None] | None = None) -> Generation:
+        """`prompt` read into `cache` and nothing generated: a context that several questions then
+        read from the same cache (`generate` with that cache, one question each). The `Generation`
+        has no new tokens; its prefill seconds are the read's. `split_at` and `at_split` as in `generate`."""
+        import torch
+
+        if not prompt:
+            raise ValueError("cannot prefill an empty prompt")
+        with torch.inference_mode():
+            synchronize(self.device)
+            start = time.perf_counter()
+            _, peak = self._read(prompt, cache, 0, split_at, at_split)
+            synchronize(self.device)
+            seconds = time.perf_counter() - start
+        held = cache_bytes(cache)
+        attention = str(self.hf_model.config._attn_implementation)
+        generation = Generation("", len(prompt), 0, seconds, 0.0, 0.0, max(peak, held), held, attention)
         if self._kept is not None:
             self._kept.append((list(prompt), generation))
         return generation

@@ -5,13 +5,18 @@ strategies decide *how the model attends* over the whole input (`level`, shown b
 The runner treats both alike: it builds `cls(**params)` fresh for every cell and asks the
 strategy what it needs (`unavailable_reason`; `problems` for `lcbench validate`), never
 `isinstance`.
+
+An example that carries several questions (shared-context mode) goes to `run_questions`: by default
+each question is a `run` of its own, which re-reads the input; a strategy that can keep the
+context's cache prefills it once and asks every question from it (`ask_in_turn`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from lcbench.model import Generation, Model
@@ -96,6 +101,15 @@ class Strategy:
     def run(self, model: Model, example: Example) -> Prediction:
         raise NotImplementedError
 
+    def run_questions(self, model: Model, example: Example) -> list[Prediction]:
+        """One prediction per question of `example` (shared-context mode), in turn. This default runs
+        each as an example of its own, so the input is read again per question, and says so."""
+        predictions = [self.run(model, question) for question in example.asked()]
+        return [dataclasses.replace(p, note="; ".join(filter(None, [REREAD, p.note]))) for p in predictions]
+
+
+REREAD = "re-reads the input per question"
+
 
 @dataclass(frozen=True)
 class Framed:
@@ -122,3 +136,34 @@ def predict(model: Model, example: Example, context_ids: list[int]) -> Predictio
     prompt = framed(model, example)(context_ids)
     generation = model.generate(prompt, example.max_new_tokens(len(context_ids)))
     return Prediction(generation.text, Usage.of(generation))
+
+
+def ask_in_turn(
+    model: Model,
+    example: Example,
+    cache: Any,
+    context: Generation,
+    context_tokens: int,
+    restore: Callable[[], None],
+    measure: Callable[[], dict[str, float]] = dict,
+) -> list[Prediction]:
+    """Shared-context mode: each question of `example` read after its context, already prefilled into
+    `cache` (`context`: that prefill of `before` and the context's `context_tokens`), answered greedily;
+    `restore` then puts the cache back as the context left it. `measure`, called before `restore`, says
+    what the answer's prediction adds to its `extra` (the cache as that question left it).
+
+    Each prediction's usage is its own question's (prefill: the question's tokens); its `extra` says the
+    shared prefill once, the same on every question (`context_prefill_s`, `context_tokens`)."""
+    shared = {"context_prefill_s": context.prefill_s, "context_tokens": float(context.prompt_tokens)}
+    predictions = []
+    for question in example.asked():
+        generation = model.generate(model.encode(question.after), question.max_new_tokens(context_tokens), cache=cache)
+        usage = Usage.of(generation)
+        usage = dataclasses.replace(
+            usage,
+            max_call_tokens=context.prompt_tokens + generation.prompt_tokens,  # the question attends to the context
+            kv_peak_bytes=max(usage.kv_peak_bytes, context.kv_peak_bytes),
+        )
+        predictions.append(Prediction(generation.text, usage, extra={**shared, **measure()}))
+        restore()
+    return predictions

@@ -2,7 +2,10 @@
 
 `attention` picks the model's attention kernel: `sdpa` (torch's fused attention, the default),
 `flash_attention_2` (the flash-attn package, on a CUDA GPU) or `eager` (the reference matmuls).
-Each record says which ran (`attention`)."""
+Each record says which ran (`attention`).
+
+With several questions per context (shared-context mode) the context is prefilled once and each
+question is read from that cache, which is cut back to the context after each answer."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import importlib.util
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy, predict
+from lcbench.model import Model, rewinder
+from lcbench.strategies.base import Prediction, Strategy, ask_in_turn, predict
 from lcbench.tasks.base import Example
 
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
@@ -38,6 +41,15 @@ class Full(Strategy):
         return None
 
     def run(self, model: Model, example: Example) -> Prediction:
-        switch = model.attention(self.attention) if self.attention != "sdpa" else contextlib.nullcontext()
-        with switch:
+        with self.switch(model):
             return predict(model, example, model.encode(example.context))
+
+    def run_questions(self, model: Model, example: Example) -> list[Prediction]:
+        with self.switch(model):
+            context = model.encode(example.context)
+            cache = model.new_cache()
+            read = model.prefill(model.encode(example.before) + context, cache)
+            return ask_in_turn(model, example, cache, read, len(context), rewinder(cache))
+
+    def switch(self, model: Model) -> contextlib.AbstractContextManager[None]:
+        return model.attention(self.attention) if self.attention != "sdpa" else contextlib.nullcontext()

@@ -13,6 +13,12 @@ uncut) and while decoding; `extra` adds the bytes the budgets promise to keep (`
 per layer min(budget, scored tokens) positions per KV head, keys and values) and the storage held
 at the end, spare room included (`kv_reserved_bytes`). H2O and TOVA hold the promise while
 decoding; the other methods add each token read after the cut.
+
+With several questions per context (shared-context mode, SCBench's multi-request mode) the context is
+prefilled and compressed once, and each question is read from the compressed cache, which is put back
+as the compression left it after each answer (H2O and TOVA evict while reading, so their kept entries
+are copied once for that). `question_aware: true` compresses after each question: it re-reads the
+input per question.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from lcbench.errors import did_you_mean
 from lcbench.kv.compression import CompressedCache, KvCall, kv_call, layer_budgets, register
 from lcbench.kv.methods import METHODS, KvMethod, build_method
 from lcbench.model import Model
-from lcbench.strategies.base import Prediction, Strategy, Usage, framed
+from lcbench.strategies.base import Prediction, Strategy, Usage, ask_in_turn, framed
 from lcbench.tasks.base import Example
 
 
@@ -106,15 +112,35 @@ class KvCompression(Strategy):
             generation = model.generate(
                 prompt, example.max_new_tokens(len(context)), cache=cache, split_at=scored, at_split=call.compress
             )
-        kept = sum(cache.layer(i).kept() for i in range(layers)) / layers
         usage = Usage.of(generation)
         # the cache peaks inside the prefill's forward (one layer uncut), where the generation's reading cannot see
         usage = dataclasses.replace(usage, kv_peak_bytes=max(usage.kv_peak_bytes, call.peak_bytes, cache.held_bytes()))
-        extra = {
+        return Prediction(generation.text, usage, extra=self.kv_extra(call, scored))
+
+    def run_questions(self, model: Model, example: Example) -> list[Prediction]:
+        if self.question_aware:  # the cache is compressed for each question: nothing to share
+            return super().run_questions(model, example)
+        frame, context = framed(model, example), model.encode(example.context)
+        head = frame.before + context
+        layers = model.hf_model.config.get_text_config().num_hidden_layers
+        cache = CompressedCache(layers)
+        budgets = layer_budgets(self.budget(len(head)), layers, self.schedule)
+        room = max(len(model.encode(question.after)) for question in example.asked())
+        call = KvCall(self.kv_method(), budgets, cache, split=len(head), headroom=room)
+        with kv_call(call), model.attention(register()):
+            read = model.prefill(head, cache, at_split=call.compress)
+            read = dataclasses.replace(read, kv_peak_bytes=max(read.kv_peak_bytes, call.peak_bytes, cache.held_bytes()))
+            mark = call.mark()
+            restore, measure = (lambda: call.rewind(mark)), (lambda: self.kv_extra(call, len(head)))
+            return ask_in_turn(model, example, cache, read, len(context), restore, measure)
+
+    def kv_extra(self, call: KvCall, scored: int) -> dict[str, float]:
+        """What a record adds about the compression of a prefill of `scored` tokens, the cache as it is now."""
+        layers = len(call.budgets)
+        return {
             "budget_tokens": float(min(self.budget(scored), scored)),  # what budget-matched comparisons group by
-            "kv_kept_tokens": round(kept, 1),
+            "kv_kept_tokens": round(sum(call.cache.layer(i).kept() for i in range(layers)) / layers, 1),
             "kv_evicted": float(call.evicted),
             "kv_promised_bytes": float(call.promised_bytes(scored)),
-            "kv_reserved_bytes": float(cache.held_bytes()),  # the storage held at the end, spare room included
+            "kv_reserved_bytes": float(call.cache.held_bytes()),  # the storage held at the end, spare room included
         }
-        return Prediction(generation.text, usage, extra=extra)

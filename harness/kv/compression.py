@@ -174,6 +174,25 @@ class CompressedLayer(DynamicLayer):
         """The bytes the keys' and values' storage holds, spare room included."""
         return 0 if self.stores is None else int(self.stores[0].nbytes + self.stores[1].nbytes)
 
+    def mark(self, copy: bool) -> LayerMark:
+        """The layer as it is now, for `rewind`: its kept entries and tokens seen, and with `copy` a copy of
+        the kept entries themselves (where reading more may move them: a method that evicts)."""
+        assert self.keys is not None and self.values is not None
+        entries = (self.keys.clone(), self.values.clone(), self.positions.clone()) if copy else None
+        return LayerMark(self.length, self.seen, entries)
+
+    def rewind(self, mark: LayerMark) -> None:
+        """Back to `mark`: what was read since is dropped. Without a copy the entries are where they were
+        (new tokens only went after them); with one, they are put back in the layer's own storage."""
+        if mark.entries is not None:
+            if not self.owned:
+                self.stores, self.owned = self._allocate(max(self.capacity(), mark.length)), True
+            assert self.stores is not None
+            for saved, store in zip(map(entries_of, mark.entries), map(entries_of, self.stores), strict=True):
+                store[:, :, : mark.length].copy_(saved)
+        self.length, self.seen = mark.length, mark.seen
+        self._view()
+
     def kept(self) -> int:
         return self.length
 
@@ -187,6 +206,16 @@ class CompressedLayer(DynamicLayer):
         super().reset()
         self.positions, self.seen = torch.zeros(0, 0, dtype=torch.long, device=self.positions.device), 0
         self.stores, self.length, self.owned = None, 0, False
+
+
+@dataclass(frozen=True)
+class LayerMark:
+    """A layer's state to rewind to: `length` kept entries, `seen` tokens, and a copy of the kept
+    keys, values and positions where they may move."""
+
+    length: int
+    seen: int
+    entries: tuple[Tensor, Tensor, Tensor] | None
 
 
 class CompressedCache(Cache):
@@ -278,6 +307,20 @@ class KvCall:
         layer.keep(keep, self.budgets[index] + self.headroom if shrink else None)
         return scores.gather(-1, keep.sort(dim=-1).values[None].to(scores.device))
 
+    def mark(self) -> CallMark:
+        """The cache and the scores as they are now (after the context), for `rewind`: each question of a
+        shared context starts from them. The kept entries are copied only where the method evicts."""
+        with torch.inference_mode():
+            layers = [self.cache.layer(i).mark(copy=self.method.evicts) for i in range(len(self.budgets))]
+        return CallMark(layers, dict(self.scores), self.evicted)
+
+    def rewind(self, mark: CallMark) -> None:
+        """Back to `mark`: every layer, its scores (replaced, never changed in place) and the evictions counted."""
+        with torch.inference_mode():  # the cache's tensors were made in inference mode: written in it
+            for index, layer in enumerate(mark.layers):
+                self.cache.layer(index).rewind(layer)
+        self.scores, self.evicted = dict(mark.scores), mark.evicted
+
     def promised_bytes(self, tokens: int) -> int:
         """The bytes the budgets keep of a prefill of `tokens`: per layer, min(budget, tokens) positions
         per KV head, each with its key and value at the cache's element size."""
@@ -290,6 +333,13 @@ class KvCall:
             width = keys.shape[-1] * keys.element_size() + values.shape[-1] * values.element_size()
             total += min(budget, tokens) * keys.shape[0] * keys.shape[1] * width
         return total
+
+
+@dataclass(frozen=True)
+class CallMark:
+    layers: list[LayerMark]
+    scores: dict[int, Tensor]
+    evicted: int
 
 
 ACTIVE: contextvars.ContextVar[KvCall] = contextvars.ContextVar("lcbench_kv_call")

@@ -68,6 +68,7 @@ class KvMethod:
     for the methods that hold their budget while decoding, after every decode step."""
 
     name: ClassVar[str]
+    evicts: ClassVar[bool] = False  # cuts the cache while decoding (`step`), moving the entries it keeps
 
     @property
     def recent(self) -> int:
@@ -132,6 +133,7 @@ class H2O(Windowed):
     recent positions always kept; decode steps add to it and evict the lowest."""
 
     name: ClassVar[str] = "h2o"
+    evicts: ClassVar[bool] = True
 
     def score(self, query: Tensor, key: Tensor, scaling: float) -> Tensor:
         n, groups = key.shape[2], query.shape[1] // key.shape[1]
@@ -155,6 +157,7 @@ class TOVA(KvMethod):
     position it attends to least."""
 
     name: ClassVar[str] = "tova"
+    evicts: ClassVar[bool] = True
 
     def score(self, query: Tensor, key: Tensor, scaling: float) -> Tensor:
         # The latest position is kept after the prefill (as kvpress does), not declared `recent`: decode steps may evict it.

@@ -159,9 +159,10 @@ def run_locally(sweep: Sweep, executor_for: Callable[[Chain], Executor]) -> bool
                     for record in executor_for(chain).run(cell):
                         run_dir.append([record])
                         records.append(record)
-                        ran += 1
-                        progress.advance(current)
-                        progress.advance(overall)
+                        if record.ends_example:
+                            ran += 1
+                            progress.advance(current)
+                            progress.advance(overall)
                 progress.advance(overall, suite.samples - cell.first - ran)  # a skipped cell counts whole
                 skips.saw(cell, records)
                 progress.remove_task(current)

@@ -154,7 +154,7 @@ class Isolated(Executor):
                     message = self.connection.recv()
                     if message[0] == "done":
                         return
-                    sent += 1
+                    sent += message[1].ends_example  # examples finished (a shared context's at its last question)
                     yield message[1]
                     continue
             except (EOFError, ConnectionError):

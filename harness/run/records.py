@@ -67,6 +67,13 @@ class Record:
     prompts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def ends_example(self) -> bool:
+        """Whether this record completes its example: every record does, except in shared-context mode,
+        where an example's questions are recorded in turn and only the last one's completes it."""
+        questions = self.extra.get("questions_per_context", 1)
+        return int(self.metadata.get("question", 0)) >= questions - 1
+
+    @property
     def tokens_processed(self) -> int | None:
         if self.prefill_tokens is None or self.decode_tokens is None:
             return None

@@ -107,7 +107,7 @@ class RunDir:
         records = self.records()
         if partial:
             records = list({(r.cell_key, r.example_id): r for r in records}.values())
-        by_cell = collections.Counter(r.cell_key for r in records)
+        by_cell = collections.Counter(r.cell_key for r in records if r.ends_example)
         noisy = {r.cell_key for r in records if r.noisy} if drop_noisy else set()
         planned = {c.key for c in cells}
         done = {key for key, count in by_cell.items() if key in planned and count >= samples and key not in noisy}

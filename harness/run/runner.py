@@ -1,6 +1,7 @@
 """The runner: per cell, build examples at the requested length, run the strategy on each,
 score it, measure it, and yield one record per example as it finishes (the caller appends them
-to the run folder). It never special-cases a strategy."""
+to the run folder); an example with several questions (shared-context mode) gives one record per
+question. It never special-cases a strategy."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import dataclasses
 import statistics
 import time
 import traceback
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from lcbench.config.plan import Cell
 from lcbench.config.suite import Suite, TaskSpec
@@ -18,9 +20,9 @@ from lcbench.model import Generation, Model
 from lcbench.prompt import Prompter, Style, bos_text, resolve_format
 from lcbench.reference.models import REFERENCE
 from lcbench.registry import strategy_class, task_class
-from lcbench.run.measure import MeasureMemory, TensorBytes, counting_slows
+from lcbench.run.measure import MeasureMemory, MemoryPeak, TensorBytes, counting_slows
 from lcbench.run.noise import OthersCpu, machine, noise_reason
-from lcbench.run.records import Record
+from lcbench.run.records import Record, Status
 from lcbench.strategies.base import Prediction, Strategy
 from lcbench.tasks.base import Example, Task
 
@@ -107,7 +109,8 @@ def cell_record(suite: Suite, cell: Cell, index: int, status: str, message: str)
 
 
 def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache) -> Iterator[Record]:
-    """Yield one record per example; a failure becomes a record, never an exception."""
+    """Yield one record per example (per question, in shared-context mode); a failure becomes a record,
+    never an exception."""
     base = cell_fields(suite, cell)
     task = build_task(suite, cell.task)
     strategy = strategy_class(cell.strategy.name)(**cell.strategy.params)
@@ -123,19 +126,66 @@ def run_cell(suite: Suite, model: Model, cell: Cell, examples: ExampleCache) -> 
         warm_up(strategy, model, batch[0], suite.measure.warmup)
     for example in batch:
         if reason is not None:
-            record = Record(**base, example_id=example.id, status="unavailable", message=reason)
+            yield Record(**base, example_id=example.id, status="unavailable", message=reason)
+            continue
+        shown = example is batch[0] and cell.first == 0  # a cell's first example keeps every prompt it made
+        if example.questions:
+            yield from measure_questions(base, strategy, task, model, example, suite.measure.repeats, shown, suite.measure.noise)
         else:
-            shown = example is batch[0] and cell.first == 0  # a cell's first example keeps every prompt it made
-            record = measure_example(base, strategy, task, model, example, suite.measure.repeats, shown, suite.measure.noise)
-        yield record
+            yield measure_example(base, strategy, task, model, example, suite.measure.repeats, shown, suite.measure.noise)
 
 
 def warm_up(strategy: Strategy, model: Model, example: Example, times: int) -> None:
+    ask = strategy.run_questions if example.questions else strategy.run
     for _ in range(times):
         try:
-            strategy.run(model, example)
+            ask(model, example)
         except Exception:
             return  # the measured run reports the failure
+
+
+T = TypeVar("T", Prediction, list[Prediction])
+Calls = list[tuple[list[int], Generation]]  # a run's model calls: each prompt and its generation
+
+
+@dataclass(frozen=True)
+class Measured(Generic[T]):
+    """An example's measured runs: the first's answer (from the counting pass where there is one), each
+    timed run with its wall time, the machine's slowdown and other processes' share of its CPU around
+    them, and the peak memory."""
+
+    first: T
+    runs: list[tuple[T, float]]
+    slowdown: float
+    others: float | None
+    peak: MemoryPeak
+
+
+def measure(ask: Callable[[Model, Example], T], model: Model, example: Example, repeats: int, kept: Calls | None) -> Measured[T]:
+    """`ask` (a strategy's `run` or `run_questions`) on `example`: tensor bytes counted in a pass of their
+    own where counting slows the work, time (and RSS) in `repeats` others; the first pass keeps its calls
+    in `kept`."""
+    counted: T | None = None
+    if counting_slows(model.device):  # tensor bytes counted in a pass of their own, time (and RSS) in the others
+        with TensorBytes() as counter, model.keeping_calls(kept):
+            counted = ask(model, example)
+    before = machine().slowdown()
+    with MeasureMemory(model.device, count_tensors=False) as memory, OthersCpu() as others:
+        runs = timed_runs(ask, model, example, repeats, None if counted is not None else kept)
+    slowdown = min(before, machine().slowdown())  # a competing job slows both; an instant's jitter one
+    peak = memory.result if counted is None else memory.result.counted(counter.peak)
+    # greedy: the counted pass answers as the timed ones; its calls are the kept ones
+    return Measured(counted if counted is not None else runs[0][0], runs, slowdown, others.share, peak)
+
+
+def failure(exc: BaseException) -> tuple[Status, str]:
+    return ("oom" if isinstance(exc, oom_types()) or out_of_memory(exc) else "error"), error_text(exc)
+
+
+def new_record(base: dict[str, Any], example: Example) -> Record:
+    record = Record(**base, example_id=example.id, input_tokens=example.actual_length, references=list(example.references))
+    record.metadata = {k: v for k, v in example.metadata.items() if isinstance(v, (int, float, str, bool, type(None)))}
+    return record
 
 
 def measure_example(
@@ -148,26 +198,71 @@ def measure_example(
     shown: bool = False,
     noise: float = 0.5,
 ) -> Record:
-    record = Record(**base, example_id=example.id, input_tokens=example.actual_length, references=list(example.references))
-    record.metadata = {k: v for k, v in example.metadata.items() if isinstance(v, (int, float, str, bool, type(None)))}
-    calls: list[tuple[list[int], Generation]] = []
-    kept = calls if shown else None
-    counted: Prediction | None = None
+    record = new_record(base, example)
+    calls: Calls = []
     try:
-        if counting_slows(model.device):  # tensor bytes counted in a pass of their own, time (and RSS) in the others
-            with TensorBytes() as counter, model.keeping_calls(kept):
-                counted = strategy.run(model, example)
-        before = machine().slowdown()
-        with MeasureMemory(model.device, count_tensors=False) as memory, OthersCpu() as others:
-            runs = timed_runs(strategy, model, example, repeats, None if counted else kept)
-        slowdown = min(before, machine().slowdown())  # a competing job slows both; an instant's jitter one
-    except oom_types() as exc:
-        record.status, record.message = "oom", error_text(exc)
-        return record
+        measured = measure(strategy.run, model, example, repeats, calls if shown else None)
     except Exception as exc:
-        record.status, record.message = ("oom" if out_of_memory(exc) else "error"), error_text(exc)
+        record.status, record.message = failure(exc)
         return record
-    first = counted or runs[0][0]  # greedy: the counted pass answers as the timed ones; its calls are the kept ones
+    fill(record, task, model, example, measured.first, measured.runs, calls, measured, noise)
+    return record
+
+
+def measure_questions(
+    base: dict[str, Any],
+    strategy: Strategy,
+    task: Task,
+    model: Model,
+    example: Example,
+    repeats: int,
+    shown: bool = False,
+    noise: float = 0.5,
+) -> list[Record]:
+    """Shared-context mode: the example's questions asked in turn (`strategy.run_questions`), one record
+    per question (`<id>-q<j>`), each scored against its own references. A question's prefill, decode and
+    latency are its own; its `extra` says the context's one prefill where the strategy shares it
+    (`context_prefill_s`, `context_tokens`), the wall time of all the questions (`all_questions_s`) and
+    `questions_per_context`; the memory figures are the whole example's."""
+    asked = example.asked()
+    records = [new_record(base, question) for question in asked]
+    shared = {"questions_per_context": float(len(asked))}
+    calls: Calls = []
+    try:
+        measured = measure(strategy.run_questions, model, example, repeats, calls if shown else None)
+        if len(measured.first) != len(asked):
+            raise ValueError(f"{strategy.name} answered {len(measured.first)} of the example's {len(asked)} questions")
+    except Exception as exc:
+        for record in records:
+            record.status, record.message = failure(exc)
+            record.extra = dict(shared)
+        return records
+    shared["all_questions_s"] = statistics.median(t for _, t in measured.runs)
+    for j, (record, question) in enumerate(zip(records, asked)):
+        runs = [(answers[j], answers[j].usage.prefill_s + answers[j].usage.decode_s) for answers, _ in measured.runs]
+        fill(record, task, model, question, measured.first[j], runs, calls if j == 0 else [], measured, noise)
+        record.extra.update(shared)
+        # a question's latency is its share of the context's wall time, the shared prefill included: its
+        # own prefill and decode alone would make a shared cell look k times cheaper than it is
+        record.latency_s = shared["all_questions_s"] / len(asked)
+        if "context_prefill_s" in record.extra:  # the median over repeats, as every time a record carries
+            record.extra["context_prefill_s"] = statistics.median(p.extra["context_prefill_s"] for p, _ in runs)
+    return records
+
+
+def fill(
+    record: Record,
+    task: Task,
+    model: Model,
+    example: Example,
+    first: Prediction,
+    runs: list[tuple[Prediction, float]],
+    calls: Calls,
+    measured: Measured[Any],
+    noise: float,
+) -> None:
+    """`record` with the answer `first` scored and its cost: counts from `first`, times the median over
+    `runs` (each with its latency), the kept `calls`, and the machine and memory from `measured`."""
     answer = example.answer_of(first.text)
     record.prediction, record.message, record.extra = answer, first.note, dict(first.extra)
     record.raw_prediction = first.text if answer != first.text else ""
@@ -189,27 +284,25 @@ def measure_example(
     record.ttft_s = max(0.0, record.latency_s - last_decode)
     record.tpot_s = last_decode / usage.last_decode_steps if usage.last_decode_steps else None
     record.attention = usage.attention
-    record.repeats = repeats
-    record.probe_slowdown = round(slowdown, 3)
-    record.others_cpu = None if others.share is None else round(others.share, 3)
-    record.noisy = noise_reason(slowdown, record.latency_spread, noise, others.share)
-    peak = memory.result if counted is None else memory.result.counted(counter.peak)
-    record.peak_mem_bytes = peak.peak_bytes
-    record.memory = {k: v for k, v in dataclasses.asdict(peak).items() if k != "baseline"}
-    return record
+    record.repeats = len(runs)
+    record.probe_slowdown = round(measured.slowdown, 3)
+    record.others_cpu = None if measured.others is None else round(measured.others, 3)
+    record.noisy = noise_reason(measured.slowdown, record.latency_spread, noise, measured.others)
+    record.peak_mem_bytes = measured.peak.peak_bytes
+    record.memory = {k: v for k, v in dataclasses.asdict(measured.peak).items() if k != "baseline"}
 
 
 def timed_runs(
-    strategy: Strategy, model: Model, example: Example, repeats: int, kept: list[tuple[list[int], Generation]] | None
-) -> list[tuple[Prediction, float]]:
-    """`repeats` runs of the strategy on the example, each with its wall time; the first keeps its
-    calls in `kept` where given."""
+    ask: Callable[[Model, Example], T], model: Model, example: Example, repeats: int, kept: Calls | None
+) -> list[tuple[T, float]]:
+    """`repeats` runs of `ask` (a strategy's `run` or `run_questions`) on the example, each with its wall
+    time; the first keeps its calls in `kept` where given."""
     runs = []
     for repeat in range(repeats):
         start = time.perf_counter()
         with model.keeping_calls(kept if repeat == 0 else None):
-            prediction = strategy.run(model, example)
-        runs.append((prediction, time.perf_counter() - start))
+            answer = ask(model, example)
+        runs.append((answer, time.perf_counter() - start))
     return runs
 
 

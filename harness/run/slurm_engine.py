@@ -111,7 +111,7 @@ def keep_whole_cells(part: Path, samples: int) -> list[Record]:
     if not part.is_file():
         return []
     records = list(read_records(part))
-    counts = collections.Counter(r.cell_key for r in records)
+    counts = collections.Counter(r.cell_key for r in records if r.ends_example)
     kept = [r for r in records if counts[r.cell_key] >= samples]
     write_atomic(part, "".join(r.to_json() + "\n" for r in kept))
     prompts = prompts_of(part)
@@ -369,7 +369,7 @@ def settle_earlier(sweep: Sweep) -> tuple[list[Chain], int]:
             f"or cancel them ({cancel_command(info['cluster'], running)}) before resuming"
         )
     collect_run(run_dir, console=console)
-    have = collections.Counter(r.cell_key for r in run_dir.records())
+    have = collections.Counter(r.cell_key for r in run_dir.records() if r.ends_example)
     for key, length in run_dir.oom_at().items():
         skips.oom_at[key] = min(skips.oom_at.get(key, length), length)
     rest = [Chain(cells) for chain in todo if (cells := tuple(c for c in chain.cells if have[c.key] < suite.samples))]
@@ -388,7 +388,7 @@ def collect_run(run_dir: RunDir, states: States | None = None, console: Console 
     added = run_dir.collect()
     suite = validate(run_dir.suite_data, source=str(run_dir.path / "suite.json"))
     cells = {c.key: c for c in plan(suite, run_dir.env.get("suite_hash", ""))}
-    have = collections.Counter(r.cell_key for r in run_dir.records())
+    have = collections.Counter(r.cell_key for r in run_dir.records() if r.ends_example)
     filled: list[Record] = []
     for job in info["jobs"]:
         missing = [k for k in job["cells"] if have[k] < suite.samples and k in cells]

@@ -72,7 +72,7 @@ def start(
         done |= {c.key for c in cells if c.key not in options.only}
     if done and options.only is None:
         console.print(f"resuming {run_dir.path}: {len(done)} cells done, {len(cells) - len(done)} to run")
-    have = collections.Counter(r.cell_key for r in run_dir.records()) if options.partial else collections.Counter()
+    have = collections.Counter(r.cell_key for r in run_dir.records() if r.ends_example and options.partial)
     todo = chains([dataclasses.replace(c, first=have[c.key], round=options.round) for c in cells if c.key not in done])
     return Sweep(suite, todo, run_dir, Skips(suite, run_dir.oom_at(), options.skip_after_oom), options, console)
 

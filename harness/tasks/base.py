@@ -5,6 +5,7 @@ model's tokens and gives the prompt around the context in the suite's format."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -12,13 +13,25 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from lcbench.prompt import Frame, Prompter
 
-__all__ = ["Encoder", "Example", "Frame", "LengthError", "Prompter", "Task", "exact_match", "fill", "normalize"]
+__all__ = ["Encoder", "Example", "Frame", "LengthError", "Prompter", "Question", "Task", "exact_match", "fill", "normalize"]
 
 
 class Encoder(Protocol):
     """What the fill helpers need: token counts (a `Prompter` is one)."""
 
     def encode(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Question:
+    """One of the questions asked in turn of an example's context (shared-context mode): its prompt
+    is the example's `before + context`, then its own `after` (its frame's, or a newline and the query)."""
+
+    query: str
+    references: tuple[str, ...]
+    actual_length: int  # its whole prompt's tokens
+    frame: Frame | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,37 @@ class Example:
     frame: Frame | None = None  # the prompt around the context, in the suite's format
     stop: tuple[str, ...] = ()  # the output is cut at the first of these (non-plain formats)
     first_line: bool = True  # an answer is the output's first line (non-plain formats)
+    # shared-context mode: the questions asked in turn of one prefill of the context, the example's own
+    # first (empty: the one query); `asked()` gives each as an example of its own
+    questions: tuple[Question, ...] = ()
+
+    def __post_init__(self) -> None:
+        for j, question in enumerate(self.questions):
+            if (question.frame.before if question.frame else "") != self.before:
+                raise ValueError(
+                    f"question {j} of {self.id} changes the prompt before the context: the template puts the question "
+                    "or its fields before {context}, so its questions cannot share one prefill; put them after {context}"
+                )
+
+    def asked(self) -> list[Example]:
+        """The example once per question it carries, each with that question's query, references,
+        frame and length (ids `<id>-q<j>`, metadata `question: j`): what a one-question-per-prefill
+        run reads and what each answer is scored against. Without questions, the example itself."""
+        if not self.questions:
+            return [self]
+        return [
+            dataclasses.replace(
+                self,
+                id=f"{self.id}-q{j}",
+                query=question.query,
+                references=question.references,
+                actual_length=question.actual_length,
+                frame=question.frame,
+                metadata={**self.metadata, **question.metadata, "question": j},
+                questions=(),
+            )
+            for j, question in enumerate(self.questions)
+        ]
 
     @property
     def before(self) -> str:

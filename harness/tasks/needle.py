@@ -6,17 +6,22 @@ statements with other keys), `multivalue` (the key is stated twice, at two depth
 both values, in any order, as RULER scores its multi-value needles). A share of examples asks for
 an absent key, whose answer is `none`, so that strategies that look at pieces of the input
 (map-reduce) are scored honestly.
+
+`questions_per_context: k` (shared-context mode, as SCBench's multi-request mode) asks k questions of
+each context in turn: the example's own key, then k - 1 distractor keys stated in the haystack (their
+values are known), each asked as an absent key instead at the same share.
 Hsieh et al., "RULER: What's the Real Context Size of Your Long-Context Language Models?", 2024.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from lcbench.prompt import Parts, Prompter
-from lcbench.tasks.base import Example, LengthError, Task, fill, normalize
+from lcbench.tasks.base import Example, LengthError, Question, Task, fill, normalize
 from lcbench.tasks.metrics import string_match_all
 from lcbench.tasks.words import filler_sentence, pool
 
@@ -40,6 +45,7 @@ class Needle(Task):
     mode: Literal["single", "multikey", "multivalue", "mixed"] = "multikey"
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     absent_share: float = 0.2  # share of examples whose key is not in the context
+    questions_per_context: int = 1  # questions asked in turn of one prefill of each context (shared-context mode)
 
     def __post_init__(self) -> None:
         self.depths = tuple(self.depths)
@@ -49,6 +55,13 @@ class Needle(Task):
             raise ValueError(f"absent_share must be in [0, 1], got {self.absent_share}")
         if self.mode not in (*MODES, "mixed"):
             raise ValueError(f"mode must be one of {', '.join(MODES)} or mixed; got {self.mode!r}")
+        if not 1 <= self.questions_per_context <= 16:
+            raise ValueError(f"questions_per_context must be in [1, 16], got {self.questions_per_context}")
+        if self.questions_per_context > 1 and self.mode not in ("multikey", "multivalue"):
+            raise ValueError(
+                f"questions_per_context {self.questions_per_context} asks about the haystack's distractor statements, "
+                f"which mode {self.mode} does not always have; use mode multikey or multivalue"
+            )
 
     @classmethod
     def vocabulary(cls) -> list[str]:
@@ -77,7 +90,7 @@ class Needle(Task):
             for i, (spot, value) in enumerate(zip(spots, answers)):
                 units.insert(round(spot * len(units)) + i, statement(asked, value))
         filled = fill(units, budget, prompter)
-        return Example(
+        example = Example(
             id=f"needle-{length}-{seed}-{index}",
             context=filled.context,
             query=f"what is {asked} ?",
@@ -89,6 +102,11 @@ class Needle(Task):
             metadata={"depth": None if absent else depth, "absent": absent, "mode": mode},
             frame=frame,
         )
+        if self.questions_per_context == 1:
+            return example
+        first = Question(example.query, example.references, example.actual_length, frame)
+        further = self.further_questions(prompter, rng, units, others, filled.context, filled.tokens)
+        return dataclasses.replace(example, questions=(first, *further))
 
     @staticmethod
     def parts(key: str, mode: str) -> Parts:
@@ -100,6 +118,34 @@ class Needle(Task):
             prefix = f"The special magic value for {key} mentioned in the provided text is"
         question += " If the text does not mention it, answer none."
         return Parts(f"what is {key} ?", question, prefix, {"key": key})
+
+    def further_questions(
+        self, prompter: Prompter, rng: random.Random, units: list[str], keys: list[str], context: str, context_tokens: int
+    ) -> list[Question]:
+        """The k - 1 questions after the example's own: distractor keys whose statements (among `units`)
+        made it into `context`, each replaced at `absent_share` by a key of `keys` the context never states."""
+        stated = {unit.split(" is ", 1)[0]: i for i, unit in enumerate(units) if f" {unit} " in f" {context} "}
+        values = {unit.split(" is ", 1)[0]: unit.split(" is ", 1)[1].removesuffix(" .") for unit in units}
+        unstated = [key for key in keys if key not in values]
+        distractors = set(keys)
+        present = [key for key in stated if key in distractors]  # the asked key's own statements are not distractors
+        questions = []
+        for key in rng.sample(present, min(len(present), self.questions_per_context - 1)):
+            absent = bool(unstated) and rng.random() < self.absent_share
+            if absent:
+                key = unstated.pop(rng.randrange(len(unstated)))
+            frame = prompter.frame(self.parts(key, "multikey"))  # a distractor has one value
+            depth = None if absent else round(stated[key] / max(1, len(units) - 1), 3)
+            questions.append(
+                Question(
+                    f"what is {key} ?",
+                    ("none" if absent else values[key],),
+                    context_tokens + frame.tokens,
+                    frame,
+                    {"depth": depth, "absent": absent},
+                )
+            )
+        return questions
 
     def haystack(self, prompter: Prompter, mode: str, rng: random.Random, keys: list[str], budget: int) -> list[str]:
         """Distractor units filling `budget` tokens: filler sentences or statements of other keys."""
