@@ -62,9 +62,15 @@ def run_adaptive(
     resumed = dataclasses.replace(options, resume=path, rerun=None)
     round_ = max((r.round for r in Run.load(path).records), default=0) + 1
     while True:
-        extensions = next_round(Run.load(path), suite)
+        run = Run.load(path)
+        extensions = next_round(run, suite)
         if time_budget_s is not None:
-            extensions = within(extensions, time_budget_s - (time.monotonic() - started))
+            elapsed = time.monotonic() - started
+            # an example's estimate counts its timed runs and memory pass; what else a round costs (the
+            # model's loading, warm-ups, the profiler's bookkeeping, writing) is measured as the rounds so far
+            # ran: an mt round took 3.6 times its examples' estimates
+            scale = max(1.0, elapsed / max(sum(seconds_spent(run).values()), 1e-9))
+            extensions = within(extensions, (time_budget_s - elapsed) / scale)
         if not extensions:
             return path, True
         console.print(f"round {round_}: {len(extensions)} cells whose verdicts are open get more examples")
@@ -97,13 +103,23 @@ def next_round(run: Run, suite: Suite) -> list[Extension]:
     return sorted(wanted.values(), key=lambda e: e.seconds)
 
 
-def seconds_per_example(run: Run) -> dict[CellId, float]:
-    """Each cell's median wall seconds per example, its counting pass and repeats included."""
+def example_spans(run: Run) -> dict[CellId, list[float]]:
+    """Each cell's examples' seconds: the timed repeats and the counting pass, as long as one of them."""
     spans: dict[CellId, list[float]] = collections.defaultdict(list)
     for r in run.records:
         if r.latency_s is not None:
             spans[CellId(r.task, r.strategy, r.context_length)].append(r.latency_s * ((r.repeats or 1) + 1))
-    return {cell: statistics.median(values) for cell, values in spans.items()}
+    return spans
+
+
+def seconds_per_example(run: Run) -> dict[CellId, float]:
+    """Each cell's median seconds per example, its counting pass and repeats included."""
+    return {cell: statistics.median(values) for cell, values in example_spans(run).items()}
+
+
+def seconds_spent(run: Run) -> dict[CellId, float]:
+    """Each cell's estimated seconds so far: what the time budget's estimates are calibrated against."""
+    return {cell: sum(values) for cell, values in example_spans(run).items()}
 
 
 def within(extensions: list[Extension], seconds_left: float) -> list[Extension]:
