@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from lcbench.tasks.longbench_metrics import best, qa_f1
+from lcbench.tasks.longbench_metrics import best, lcs_table, qa_f1
 
 Scorer = Callable[[str, Sequence[str]], float]
 
@@ -124,12 +124,7 @@ def _rouge_tokens(sentence: str) -> list[str]:
 def _lcs_positions(reference: list[str], candidate: list[str]) -> list[int]:
     """The positions in `reference` of one longest common subsequence, read back as rouge_score does (ties step
     back in the reference)."""
-    table = [[0] * (len(candidate) + 1)]
-    for word in reference:
-        above, row = table[-1], [0]
-        for j, other in enumerate(candidate):
-            row.append(above[j] + 1 if word == other else max(above[j + 1], row[j]))
-        table.append(row)
+    table = lcs_table(reference, candidate)
     positions: list[int] = []
     i, j = len(reference), len(candidate)
     while i > 0 and j > 0:

@@ -45,15 +45,22 @@ def _rouge_sentences(text: str) -> list[str]:
     return [" ".join(piece.split()) for piece in text.split(".") if piece]
 
 
+def lcs_table(reference: list[str], candidate: list[str]) -> list[list[int]]:
+    """The longest-common-subsequence lengths of every pair of prefixes: row i, column j for
+    reference[:i] and candidate[:j]; ROUGE-L's implementations differ only in how they read it back."""
+    table = [[0] * (len(candidate) + 1)]
+    for word in reference:
+        above, row = table[-1], [0]
+        for j, other in enumerate(candidate):
+            row.append(above[j] + 1 if word == other else max(above[j + 1], row[j]))
+        table.append(row)
+    return table
+
+
 def _rouge_lcs_words(reference: list[str], hypothesis: list[str]) -> tuple[set[str], int]:
     """The words of the one LCS pltrdy's traceback picks (ties step back in the hypothesis), as a set since `exclusive`
     is on, and the number of recursive calls that traceback would make."""
-    table = [[0] * (len(hypothesis) + 1)]
-    for word in reference:
-        above, row = table[-1], [0]
-        for j, other in enumerate(hypothesis):
-            row.append(above[j] + 1 if word == other else max(above[j + 1], row[j]))
-        table.append(row)
+    table = lcs_table(reference, hypothesis)
     words: set[str] = set()
     calls = 1
     i, j = len(reference), len(hypothesis)
