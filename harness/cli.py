@@ -72,7 +72,11 @@ def parser() -> argparse.ArgumentParser:
     cluster.add_argument("--no-wait", action="store_true", help="submit and return; `lcbench collect RUN_DIR` merges later")
     run.add_argument("--out", type=Path, help="folder for the run folder (default: the suite's `output`)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="complete an interrupted run: only its missing cells run")
-    run.add_argument("--rerun", choices=("noisy",), help="with --resume: measure again the cells whose timing was noisy")
+    run.add_argument(
+        "--rerun",
+        choices=("noisy", "errors"),
+        help="with --resume: measure again the cells whose timing was noisy, or the examples that failed (error, oom, timeout)",
+    )
     run.add_argument(
         "--settle",
         action="store_true",
@@ -257,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lcbench.run.run_dir import RunDir
 
     if args.rerun is not None and args.resume is None:
-        raise UserError("--rerun noisy measures cells of an existing run again; add --resume RUN_DIR")
+        raise UserError(f"--rerun {args.rerun} measures cells of an existing run again; add --resume RUN_DIR")
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive number of examples, got {args.limit}")
     if args.resume is not None:
@@ -328,18 +332,30 @@ def run(suite: Suite, hash_: str, suite_file: str, options: RunOptions, time_bud
 
 
 def finish(path: Path, completed: bool, options: RunOptions | None = None) -> int:
-    """Write the report and say where it is; how to finish a run that stopped early, or whose
-    cluster jobs are still running. Returns the exit status: 130 where the run is not complete."""
+    """Write the report and say where it is; how to finish a run that stopped early, whose cluster
+    jobs are still running, or whose cluster lost examples. Returns the exit status: 130 where the
+    run stopped early (Ctrl-C), 0 where it is complete or was submitted without waiting."""
     from lcbench.analysis.report import headline, write_report
+    from lcbench.run.records import read_records
+    from lcbench.run.run_dir import RunDir
 
     summary = write_report(path)
     print(headline(summary))
     print(f"\nresults in {path}/ (records.jsonl, summary.csv, report.md, env.json)")
-    if not completed and options is not None and options.cluster.get("wait") is False:
+    submitted = options is not None and options.cluster.get("wait") is False
+    lost = sum(r.status == "lost" for r in read_records(path / "records.jsonl"))
+    if not completed and submitted:
         print(f"jobs still running: the report covers the cells collected; merge the rest with `lcbench collect {path}`")
     elif not completed:
         print(f"interrupted: the report covers the cells that ran; resume with `lcbench run --resume {path}`")
-    return 0 if completed else 130
+    elif lost:
+        executor = RunDir(path).env.get("executor", "local")
+        again = f" --executor {executor}" if executor != "local" else ""
+        print(
+            f"{lost} examples were lost to the cluster (not the strategies); "
+            f"`lcbench run --resume {path}{again}` measures them again"
+        )
+    return 0 if completed or submitted else 130
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ hostile suite files; no network. Each must end as records, and the sweep must go
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -274,3 +275,33 @@ def test_a_broken_run_folder_is_a_clear_error_not_a_traceback(name, suite_file, 
     assert main(["run", "--resume", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert name in err and "not valid JSON" in err and "Traceback" not in err
+
+
+def test_a_resume_measures_lost_examples_again_and_failures_only_when_asked(faults, suite_file, tmp_path, capsys):
+    path = suite_file("samples: 2\n", "  - name: full\n  - name: fault_raises\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    (run_dir,) = (tmp_path / "out").iterdir()
+    records = list(read_records(run_dir / "records.jsonl"))
+    # a cluster lost the second example of full's 96-token cell (as `lcbench collect` records it)
+    lost = next(
+        i for i, r in enumerate(records) if r.strategy == "full" and r.context_length == 96 and r.example_id.endswith("-1")
+    )
+    kept = records[lost - 1]
+    records[lost] = dataclasses.replace(
+        records[lost], status="lost", prediction="", metrics={}, message="job 7_1 ended CANCELLED"
+    )
+    (run_dir / "records.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    capsys.readouterr()
+
+    assert main(["run", "--resume", str(run_dir)]) == 0
+    again = list(read_records(run_dir / "records.jsonl"))
+    assert "3 cells done, 1 to run" in capsys.readouterr().err
+    assert comparable(again) == comparable(r for r in records_of(tmp_path / "out"))  # only that example ran
+    assert [r for r in again if r.status == "lost"] == []
+    assert next(r for r in again if r.example_id == kept.example_id and r.cell_key == kept.cell_key) == kept  # not remeasured
+    assert [r.status for r in again if r.strategy == "fault_raises"] == ["error"] * 4  # the strategy's own: kept
+
+    assert main(["run", "--resume", str(run_dir), "--rerun", "errors"]) == 0
+    rerun = [r for r in read_records(run_dir / "records.jsonl") if r.strategy == "fault_raises"]
+    assert [r.status for r in rerun] == ["error"] * 4  # measured again: the strategy still raises
+    assert "2 cells done, 2 to run" in capsys.readouterr().err

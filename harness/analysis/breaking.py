@@ -81,7 +81,7 @@ def verdict(
     task: str, strategy: str, cells: list[tuple[int, str, int]], values: dict[int, list[float]], threshold: float
 ) -> Breaking:
     """`cells`: (length, status, ok examples) ascending; `values`: the headline metric per length."""
-    ran = [c for c in cells if c[1] not in ("unavailable", "skipped")]
+    ran = [c for c in cells if c[1] not in ("unavailable", "skipped", "lost")]  # lost: nothing said of the strategy
     if not ran:
         return Breaking(task, strategy, "unavailable")
     longest = ran[-1][0]

@@ -12,7 +12,7 @@ from lcbench.run.records import Record
 CELL = ["task", "strategy", "context_length"]
 REFERENCE_STRATEGY = "full"  # the reference row of every table
 METRIC_SEPARATOR = "|"  # the `metrics` column: the cell's metric names, headline first
-SEVERITY = ["oom", "timeout", "error", "unavailable", "skipped", "ok"]  # first present names the cell
+SEVERITY = ["oom", "timeout", "error", "lost", "unavailable", "skipped", "ok"]  # first present names the cell
 
 # cost columns: name -> (label, higher_is_better, format)
 COST = {

@@ -3,9 +3,12 @@
 Each actor holds `Isolated` executors (one per model folder, loaded once per actor), so a cell's
 timeout, memory cap and crash-as-record behave as on one machine. The driver hands the longest
 chains first to idle actors and feeds each actor its chain cell by cell, so skip-after-oom is the
-sweep's filter here too, and writes every record itself. Ray's own retries are off (they would
-retry a cell killed for memory without limit); a lost actor (a dead node, a killed process) has the
-rest of its chain rerun once on a fresh actor, then recorded `error` naming the host it was on.
+sweep's filter here too, and writes every record itself, with the Ray node that ran it. Ray's own
+retries are off (they would retry a cell killed for memory without limit); a lost actor (a dead
+node, a killed process) has the rest of its chain rerun once by the next free actor, then recorded
+`error` naming the host and node it was on. A lost actor is replaced only when none is left (its
+node's GPUs went with it), and a replacement that no node can take in `PLACE_S` ends the run's
+remaining chains as `error` records, rather than waiting for a node that may never come.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import collections
 import os
 import socket
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lcbench.config.plan import Cell, Chain
@@ -22,6 +26,8 @@ from lcbench.run.chains import RunOptions, Sweep, chain_model, interruptible, pr
 from lcbench.run.executor import Isolated, Limits
 from lcbench.run.records import Record
 from lcbench.run.runner import cell_record
+
+PLACE_S = 120.0  # how long a replacement actor may wait for a node that can take it
 
 
 class CellRunner:
@@ -32,13 +38,21 @@ class CellRunner:
         self.executors: dict[str, Isolated] = {}
 
     def where(self) -> str:
+        """The host, its Ray node, and the GPU Ray gave this actor."""
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        return socket.gethostname() + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else "")
+        return f"{socket.gethostname()} ({this_node()}" + (f", CUDA_VISIBLE_DEVICES={visible})" if visible else ")")
 
     def run(self, cell: Cell, model_dir: str) -> list[Record]:
         if model_dir not in self.executors:
             self.executors[model_dir] = Isolated(self.suite, model_dir, self.limits)
-        return list(self.executors[model_dir].run(cell))
+        node = this_node()
+        return [replace(r, node=node) for r in self.executors[model_dir].run(cell)]
+
+
+def this_node() -> str:
+    import ray
+
+    return f"ray node {ray.get_runtime_context().get_node_id()[:12]}"
 
 
 def on_the_gpu_ray_gave(suite: Suite) -> Suite:
@@ -116,17 +130,25 @@ def drive(sweep: Sweep) -> bool:
     count, resources = actor_count(options)
     remote: Any = ray.remote(max_restarts=0, max_task_retries=0, **resources)(CellRunner)  # type: ignore[call-overload]
 
-    def new_slot() -> Slot:
-        actor = remote.remote(suite, options.limits)
-        return Slot(actor, ray.get(actor.where.remote()))
+    def new_slot(wait_s: float | None = None) -> Slot:
+        """A fresh actor, placed; within `wait_s` where given (an actor placed on a node that then
+        turns out dead is tried again), else GetTimeoutError."""
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while True:
+            actor = remote.remote(suite, options.limits)
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                return Slot(actor, ray.get(actor.where.remote(), timeout=left))
+            except ray.exceptions.RayActorError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ray.exceptions.GetTimeoutError("no node took the actor") from None
+                time.sleep(1.0)
 
     queue = collections.deque(Work(c, collections.deque(c.cells)) for c in sorted(todo, key=lambda c: -c.cost))
     slots = [new_slot() for _ in range(min(count, len(queue)))]
     running: dict[Any, tuple[Slot, Cell]] = {}
     with interruptible() as interrupt, progress_bar(sweep.console) as progress:
-        overall = progress.add_task(
-            f"all cells on {len(slots)} Ray actors", total=sweep.cells * suite.samples
-        )
+        overall = progress.add_task(f"all cells on {len(slots)} Ray actors", total=sweep.cells * suite.samples)
 
         def record(cell: Cell, records: list[Record]) -> None:
             run_dir.append(records)
@@ -160,9 +182,27 @@ def drive(sweep: Sweep) -> bool:
                 try:
                     record(cell, ray.get(ref))
                 except ray.exceptions.RayActorError as exc:  # the actor is gone: its chain reruns once elsewhere
+                    progress.console.print(f"  the Ray actor on {slot.host} was lost ({type(exc).__name__}) running {cell.title}")
                     lost(slot, cell, exc, queue, record, suite)
-                    slots[slots.index(slot)] = slot = new_slot()
+                    slots.remove(slot)
+                    if slots or not queue or interrupt.requested:
+                        continue
+                    try:  # none left: one more, where a node can take it
+                        slot = new_slot(PLACE_S)
+                        slots.append(slot)
+                    except ray.exceptions.GetTimeoutError:
+                        reason = f"no Ray node could take an actor in {PLACE_S:g}s after the one on {slot.host} was lost"
+                        while queue:
+                            work = queue.popleft()
+                            for each in work.cells:
+                                record(
+                                    each, [cell_record(suite, each, i, "error", reason) for i in range(each.first, suite.samples)]
+                                )
+                        continue
                 feed(slot)
+            for idle in [s for s in slots if s.work is None or not s.work.cells]:  # a chain handed back by a lost actor
+                if queue and all(slot is not idle for slot, _ in running.values()):
+                    feed(idle)
     return not interrupt.requested and not queue
 
 
@@ -173,7 +213,7 @@ def lost(slot: Slot, cell: Cell, exc: Exception, queue: collections.deque[Work],
     if not work.retried:
         queue.appendleft(Work(work.chain, rest, retried=True))
     else:
-        reason = f"the Ray actor on {slot.host} was lost twice running this chain ({type(exc).__name__})"
+        reason = f"the Ray actor on {slot.host} was lost running this chain, the second actor to be ({type(exc).__name__})"
         for each in rest:
-            record(each, [cell_record(suite, each, i, "error", reason) for i in range(suite.samples)])
+            record(each, [cell_record(suite, each, i, "error", reason) for i in range(each.first, suite.samples)])
     slot.work = None

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from lcbench.errors import UserError
 
-Status = Literal["ok", "oom", "timeout", "error", "unavailable", "skipped"]
+# `lost`: the cluster ended the example (a cancelled, timed-out or failed node's job), not the strategy
+Status = Literal["ok", "oom", "timeout", "error", "lost", "unavailable", "skipped"]
 RECORDS = "records.jsonl"
 PROMPTS = "prompts.jsonl"  # what the model saw, per call, for the first example of each cell
 
@@ -58,6 +59,7 @@ class Record:
     extra: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     host: str = ""  # the machine that ran the example
+    node: str = ""  # where in a cluster: the Slurm job (`slurm job 123_4`) or Ray node (`ray node 5f3a...`)
     device: str = ""  # its device as the process saw it (CUDA_VISIBLE_DEVICES where a scheduler set it)
     gpu: str = ""  # the GPU's type, where there is one
     dtype: str = ""  # the model's weights' dtype

@@ -18,6 +18,8 @@ from lcbench.errors import UserError
 from lcbench.run.records import PROMPTS, RECORDS, Record, RecordWriter, read_records, write_atomic
 
 ENV, SUITE, PARTS = "env.json", "suite.json", "parts"
+LOST: frozenset[str] = frozenset({"lost"})  # what `--resume` always measures again
+FAILED = frozenset({"error", "oom", "timeout", "skipped"})  # and with `--rerun errors`: the strategy's own failures
 
 
 class RunDir:
@@ -99,22 +101,40 @@ class RunDir:
         if self._records is not None:
             self._records += records
 
-    def keep_finished(self, cells: Sequence[Cell], samples: int, drop_noisy: bool = False, partial: bool = False) -> set[str]:
-        """Keys of the cells whose records are all here. The records file is rewritten with those
-        alone (atomically): a cell cut short, or a torn last line, is dropped to be rerun, and so
-        is a cell with noisy timing where `drop_noisy`. With `partial` (adaptive rounds) a cell cut
-        short keeps its records, one per example, and runs only the examples it lacks."""
+    def keep_finished(
+        self, cells: Sequence[Cell], samples: int, redo: frozenset[str] = LOST, drop_noisy: bool = False, partial: bool = False
+    ) -> dict[str, int]:
+        """Cell key -> how many of its examples are kept, for the planned cells that keep any. The
+        records file is rewritten with those alone (atomically). A cell cut short (a torn last line)
+        is dropped to be rerun whole, and so is a cell with noisy timing where `drop_noisy`. A
+        record whose status is in `redo` (always `lost`: the cluster, not the strategy, ended it)
+        is dropped with the examples after it, and the cell keeps the examples before it, to run the
+        rest. With `partial` (adaptive rounds) any cell cut short keeps its examples, one record each."""
         records = self.records()
         if partial:
             records = list({(r.cell_key, r.example_id): r for r in records}.values())
-        by_cell = collections.Counter(r.cell_key for r in records if r.ends_example)
-        noisy = {r.cell_key for r in records if r.noisy} if drop_noisy else set()
         planned = {c.key for c in cells}
-        done = {key for key, count in by_cell.items() if key in planned and count >= samples and key not in noisy}
-        kept = [r for r in records if r.cell_key in (planned - noisy if partial else done)]
-        write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in kept))
-        self._records = kept
-        return done
+        by_cell: dict[str, list[Record]] = collections.defaultdict(list)
+        for r in records:
+            if r.cell_key in planned:
+                by_cell[r.cell_key].append(r)
+        kept: dict[str, int] = {}
+        for key, rows in by_cell.items():
+            if drop_noisy and any(r.noisy for r in rows):
+                continue
+            cut = next((i for i, r in enumerate(rows) if r.status in redo), None)
+            if cut is not None:
+                rows = rows[:cut]
+                while rows and not rows[-1].ends_example:  # an example's questions are kept whole or not at all
+                    rows.pop()
+            count = sum(r.ends_example for r in rows)
+            if cut is not None or partial or count >= samples:
+                by_cell[key], kept[key] = rows, count
+        whole = {id(r) for key in kept for r in by_cell[key]}
+        rows = [r for r in records if id(r) in whole]
+        write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in rows))
+        self._records = rows
+        return kept
 
     def oom_at(self) -> dict[tuple[str, str], int]:
         """(task, strategy) -> the shortest length that ran out of memory, in the records so far."""

@@ -4,10 +4,15 @@ Chains are packed into shards, at most `array_parallelism` (default 8) per model
 first. Each shard (one array task) runs its chains on its node as `lcbench run` would, skip-after-oom
 and `--isolate` included, and appends each record, synced, to its own `RUN_DIR/parts/<shard>.jsonl`.
 A preempted or timed-out shard is requeued and starts again from its part file: only the cell it was
-in reruns, and no record is written twice. The driver waits and merges the parts into records.jsonl;
-with `--no-wait` it returns at once and `lcbench collect RUN_DIR` merges later. Examples a dead job
-never wrote become `error` records (`timeout` where it timed out) naming the job. RUN_DIR must be on
-a filesystem the nodes share; `cluster: local` or `debug` tries all this without Slurm.
+in reruns, and no record is written twice. A shard told to stop (scancel, a requeue, its time
+limit) stops at once, writing nothing more: the example in flight is not recorded as the strategy's
+failure. The driver polls the jobs with one `squeue` call (no accounting database needed), shows
+one progress bar over the shards' part files, and merges the parts into records.jsonl; with
+`--no-wait` it returns at once and `lcbench collect RUN_DIR` merges later. Examples a job never
+wrote become records naming the job: `lost` where the cluster ended it (cancelled, past its time
+limit, a node failure), measured again by `lcbench run --resume`; `error` where the shard itself
+failed. RUN_DIR must be on a filesystem the nodes share; `cluster: local` or `debug` tries all this
+without Slurm.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -30,20 +37,27 @@ from submitit.core.utils import JobPaths, pickle_load
 from lcbench.config.plan import Chain, plan
 from lcbench.config.suite import Suite, validate
 from lcbench.errors import UserError
-from lcbench.run.chains import Local, RunOptions, Skips, Sweep, chain_model, summarise
+from lcbench.run.chains import Local, RunOptions, Skips, Sweep, chain_model, progress_bar, summarise
 from lcbench.run.records import Record, RecordWriter, read_records, write_atomic
 from lcbench.run.run_dir import RunDir
 from lcbench.run.runner import cell_record
+from lcbench.run.slurm_queue import GONE, ORDINARY_WAITS, UNANSWERED, queue_states
 
 JOBS = "jobs.json"  # under RUN_DIR/slurm: each shard's job id and cells, all `lcbench collect` needs
 CLUSTERS = ("slurm", "local", "debug")  # local and debug run the shards on this machine, to try a setup
 PARALLELISM = 8  # shards per model folder, and shards running at once, unless `array_parallelism` says
 LOCAL_TIMEOUT_MIN = 24 * 60  # submitit's local executor stops a job after 2 minutes unless told otherwise
+UNLIMITED_MIN = 7 * 24 * 60  # a shard's time limit on a partition without one
 POLL_S = 2.0
 # Slurm states of a job that may still write records (submitit's own list, and a few more)
 UNFINISHED = {
     "PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "SUSPENDED", "PREEMPTED", "READY", "RESIZING", "UNKNOWN",
+    "REQUEUE_HOLD", "REQUEUE_FED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", UNANSWERED,
 }  # fmt: skip
+# How an ended job's missing examples are recorded: `error` where the shard's own process failed,
+# `oom` where the job passed its memory request, else `lost` (the cluster ended it: cancelled,
+# past its time limit, a node failure, preempted), which `lcbench run --resume` measures again.
+SHARD_FAILED = {"FAILED": "error", "COMPLETED": "error", "OUT_OF_MEMORY": "oom"}
 States = dict[str, tuple[str, str]]  # job id -> (its state, why it ended where it failed)
 OomAt = dict[tuple[str, str], int]  # (task, strategy) -> the shortest length that ran out of memory
 
@@ -59,13 +73,14 @@ class Shard(submitit.helpers.Checkpointable):
 
     def __call__(self) -> int:
         """Run every cell not yet whole in the part file; returns how many ran."""
-        kept = keep_whole_cells(self.part, self.suite.samples)
+        stop_at_once_when_told()
+        kept = keep_whole_cells(self.part, {c.key: self.suite.samples - c.first for ch in self.chains for c in ch.cells})
         by_cell: dict[str, list[Record]] = collections.defaultdict(list)
         for record in kept:
             by_cell[record.cell_key].append(record)
         skips = Skips(self.suite, dict(self.oom_at), self.skip_after_oom)
         local = Local(self.suite, RunOptions(isolate=self.isolate, limits=self.limits))
-        ran = 0
+        ran, node = 0, this_job()
         try:
             with RecordWriter(self.part) as writer, open(prompts_of(self.part), "a", encoding="utf-8") as prompts:
                 for chain in self.chains:
@@ -75,6 +90,7 @@ class Shard(submitit.helpers.Checkpointable):
                             continue
                         records = skips.records(cell)
                         if records is not None:
+                            records = [replace(r, node=node) for r in records]
                             writer.write(records)
                         else:
                             records = []
@@ -83,6 +99,7 @@ class Shard(submitit.helpers.Checkpointable):
                                     prompts.write(record.shown() + "\n")
                                     prompts.flush()
                                     record = replace(record, prompts=[])
+                                record = replace(record, node=node)
                                 writer.write([record])
                                 records.append(record)
                         skips.saw(cell, records)
@@ -98,6 +115,29 @@ class Shard(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
+def this_job() -> str:
+    """The job a shard runs as, for its records: `slurm job 123_4` (its process id, run locally)."""
+    try:
+        environment = submitit.JobEnvironment()
+        return f"{'slurm' if environment.cluster == 'slurm' else environment.cluster} job {environment.job_id}"
+    except RuntimeError:  # `cluster: debug` runs the shard in the driver's process
+        return ""
+
+
+def stop_at_once_when_told() -> None:
+    """Slurm ends a job (scancel, `scontrol requeue`, its time limit, a preemption) with SIGTERM, and
+    SIGKILL seconds later. submitit lets SIGTERM pass, so the cell in flight went on, and its
+    isolated child, killed by the same signal, was recorded as the strategy's error. Stop here
+    instead: every record written so far is whole on disk, and the example in flight is left to
+    `collect` (lost to the cluster) or to the requeued shard (which runs it again)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        print(f"lcbench: the shard was told to stop (signal {signum}); its records so far are in its part file", flush=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def prompts_of(part: Path) -> Path:
     """The prompts a shard's first examples made, in a folder of their own (parts/*.jsonl are records)."""
     folder = part.parent / "prompts"
@@ -105,14 +145,15 @@ def prompts_of(part: Path) -> Path:
     return folder / part.name
 
 
-def keep_whole_cells(part: Path, samples: int) -> list[Record]:
-    """The part file's records of whole cells; the file (and its prompts) is rewritten, atomically,
-    with those alone: a cell cut short by a requeue, or a torn last line, is dropped to be rerun."""
+def keep_whole_cells(part: Path, expected: dict[str, int]) -> list[Record]:
+    """The part file's records of whole cells (`expected`: cell key -> the examples the shard runs of
+    it); the file (and its prompts) is rewritten, atomically, with those alone: a cell cut short by
+    a requeue, or a torn last line, is dropped to be rerun."""
     if not part.is_file():
         return []
     records = list(read_records(part))
     counts = collections.Counter(r.cell_key for r in records if r.ends_example)
-    kept = [r for r in records if counts[r.cell_key] >= samples]
+    kept = [r for r in records if counts[r.cell_key] >= expected.get(r.cell_key, 0) > 0]
     write_atomic(part, "".join(r.to_json() + "\n" for r in kept))
     prompts = prompts_of(part)
     if prompts.is_file():
@@ -178,6 +219,23 @@ def check_settings(suite: Suite, options: RunOptions) -> None:
         )
 
 
+def partition_limit(partition: str | None) -> int:
+    """The time limit of `partition` (the default one where None) in minutes, as sinfo gives it;
+    a partition without one gets UNLIMITED_MIN. A shard past its limit is requeued by submitit
+    (three times at most) and goes on from its part file."""
+    try:
+        listed = subprocess.run(["sinfo", "--noheader", "--format=%P|%l"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        listed = ""
+    limits = {name.rstrip("*"): limit for name, _, limit in (line.partition("|") for line in listed.split())}
+    default = next((line.split("|")[0].rstrip("*") for line in listed.split() if line.split("|")[0].endswith("*")), None)
+    limit = limits.get(partition or default or "", "infinite")
+    try:
+        return UNLIMITED_MIN if limit in ("infinite", "n/a", "") else minutes(limit)
+    except UserError:
+        return UNLIMITED_MIN
+
+
 def make_executor(folder: Path, settings: dict[str, Any], suite: Suite) -> submitit.AutoExecutor:
     """submitit's executor for `cluster` (Slurm unless told), with the site settings. Never submitit's
     guess: without Slurm it would quietly run everything on this machine."""
@@ -193,6 +251,8 @@ def make_executor(folder: Path, settings: dict[str, Any], suite: Suite) -> submi
         parameters["timeout_min"] = minutes(settings["time"])
     elif cluster == "local":
         parameters["timeout_min"] = LOCAL_TIMEOUT_MIN
+    elif cluster == "slurm":  # submitit's own default is 5 minutes a shard
+        parameters["timeout_min"] = partition_limit(settings.get("partition"))
     for key, name in (("gpus", "gpus_per_node"), ("cpus_per_task", "cpus_per_task")):
         if settings.get(key) is not None:
             parameters[name] = int(settings[key])
@@ -209,12 +269,13 @@ def make_executor(folder: Path, settings: dict[str, Any], suite: Suite) -> submi
 def run_chains(sweep: Sweep) -> bool:
     """Submit the sweep's chains as one job array and, unless told not to wait, wait for it and
     collect its records; False when the run is not complete yet (not waiting, or Ctrl-C)."""
-    suite, run_dir, options, console = sweep.suite, sweep.run_dir, sweep.options, sweep.console
+    suite, run_dir, options, console, todo = sweep.suite, sweep.run_dir, sweep.options, sweep.console, sweep.todo
     settings = options.cluster
-    todo, submission = settle_earlier(sweep)
     if not todo:
         say(console, "every cell of this run already has its records")
         return True
+    earlier = read_jobs(run_dir)
+    submission = int(earlier.get("submission", 1)) + 1 if earlier else 1
     groups = pack(suite, todo, int(settings.get("array_parallelism") or PARALLELISM))
     names = [f"s{submission}-{i:03d}" for i in range(len(groups))]
     shards = [Shard(n, suite, g, run_dir.part(n), options, sweep.skips.oom_at) for n, g in zip(names, groups)]
@@ -229,18 +290,23 @@ def run_chains(sweep: Sweep) -> bool:
         "folder": str(folder),
         "submission": submission,
         "jobs": [
-            {"shard": s.name, "job_id": j.job_id, "part": str(s.part), "cells": [c.key for ch in s.chains for c in ch.cells]}
+            {
+                "shard": s.name,
+                "job_id": j.job_id,
+                "part": str(s.part),
+                "cells": [c.key for ch in s.chains for c in ch.cells],
+                "examples": sum(suite.samples - c.first for ch in s.chains for c in ch.cells),
+            }
             for s, j in zip(shards, jobs)
         ],
     }
     jobs_file = run_dir.path / "slurm" / JOBS
     jobs_file.parent.mkdir(exist_ok=True)
     write_atomic(jobs_file, json.dumps(info, indent=2))
-    cells = sum(len(c.cells) for c in todo)
     ids = [j.job_id for j in jobs]
     arrays = sorted({i.split("_")[0] for i in ids})
     shown = f"array {' '.join(arrays)}" if all("_" in i for i in ids) else f"jobs {' '.join(ids)}"
-    say(console, f"submitted {cells} cells as {len(jobs)} shards ({executor.cluster} {shown}); logs in {folder}")
+    say(console, f"submitted {sweep.cells} cells as {len(jobs)} shards ({executor.cluster} {shown}); logs in {folder}")
     if not settings.get("wait", True) and executor.cluster == "debug":
         say(console, "cluster: debug runs the shards inside this process, so it waits for them")
     elif not settings.get("wait", True):
@@ -278,54 +344,135 @@ def cancel_command(cluster: str, job_ids: Sequence[str], whole_arrays: bool = Fa
 
 
 def wait_for(jobs: Sequence[submitit.Job[Any]], info: dict[str, Any], states: States, console: Console) -> None:
-    """Poll the jobs until each has ended, saying each as it ends; fills `states`: job id -> (state, why)
-    (filled as they end, so that Ctrl-C leaves what is known)."""
+    """Poll the jobs until each has ended: one progress bar over the examples their part files hold,
+    a line for each shard as it ends, and one for a reason to wait that is not the queue's ordinary
+    (a drained node, a held job). Fills `states`: job id -> (state, why), as they end, so that
+    Ctrl-C leaves what is known."""
     entries = {e["job_id"]: e for e in info["jobs"]}
-    left = list(jobs)
-    while left:
-        for job in list(left):
-            state = ended(job, info)
-            if state is None:
-                continue
-            states[job.job_id] = state
-            left.remove(job)
-            entry = entries[job.job_id]
-            part = Path(entry["part"])
-            records = list(read_records(part)) if part.is_file() else []
-            say(console, f"  shard {entry['shard']} (job {job.job_id}) {state[0]}: {summarise(records)} in {part.name}")
-        if left:
-            time.sleep(POLL_S)
+    parts = {job_id: PartCounter(Path(e["part"])) for job_id, e in entries.items()}
+    left = {job.job_id: job for job in jobs}
+    said: set[str] = set()
+    with progress_bar(console) as progress:
+        total = sum(int(e.get("examples", 0)) for e in entries.values())
+        overall = progress.add_task(f"{len(entries)} shards", total=total or None)
+        while left:
+            now = poll(list(left.values()), info)
+            for job_id, (state, why) in now.items():
+                entry = entries[job_id]
+                if state in UNFINISHED:
+                    if state == "PENDING" and why not in ORDINARY_WAITS and why not in said:
+                        said.add(why)
+                        waiting = [entries[i]["shard"] for i, (st, w) in now.items() if st == "PENDING" and w == why]
+                        hint = "; `sinfo -R` says why nodes are down or drained" if "ReqNodeNotAvail" in why else ""
+                        shown = f"  shards waiting ({why}{hint}): {' '.join(waiting)}"
+                        progress.console.print(shown, markup=False, highlight=False)
+                    continue
+                states[job_id] = (state, why)
+                del left[job_id]
+                part = Path(entry["part"])
+                records = list(read_records(part)) if part.is_file() else []
+                shown = f"  shard {entry['shard']} (job {job_id}) {state}: {summarise(records)} in {part.name}"
+                progress.console.print(shown, markup=False, highlight=False)
+            counts = collections.Counter(st for st, _ in now.values() if st in UNFINISHED)
+            doing = ", ".join(f"{n} {st.lower()}" for st, n in sorted(counts.items()))
+            progress.update(
+                overall,
+                completed=sum(p.examples() for p in parts.values()),
+                description=f"{len(entries)} shards" + (f" ({doing})" if doing else ""),
+            )
+            if left:
+                time.sleep(POLL_S)
 
 
-def ended(job: submitit.Job[Any], info: dict[str, Any]) -> tuple[str, str] | None:
-    """(state, why) once `job` has ended, else None. A debug job runs here, when first asked."""
+class PartCounter:
+    """The examples a shard's part file holds, read as it grows: only the bytes added since the last
+    look (a requeued shard rewrites its part shorter: then it is read again from the start)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset, self.count = path, 0, 0
+
+    def examples(self) -> int:
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        if size < self.offset:
+            self.offset, self.count = 0, 0
+        if size > self.offset:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                added = f.read(size - self.offset)
+            whole = added[: added.rfind(b"\n") + 1]  # a line still being written is counted next time
+            self.offset += len(whole)
+            self.count += sum(1 for line in whole.splitlines() if line.strip() and ends_example(line))
+        return self.count
+
+
+def ends_example(line: bytes) -> bool:
+    try:
+        return Record(**json.loads(line)).ends_example
+    except (ValueError, TypeError):
+        return False
+
+
+def poll(jobs: Sequence[submitit.Job[Any]], info: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """job id -> (state, why) for each job: one squeue call on Slurm (ended jobs read their result),
+    each job's process here (`local`), or, for `debug`, the job run here and now."""
+    if info["cluster"] == "slurm":
+        queued = queue_states([j.job_id for j in jobs])
+        return {j.job_id: ended_state(Path(info["folder"]), j.job_id, queued[j.job_id]) for j in jobs}
     if info["cluster"] == "debug":
-        try:
-            job.submission().result()
-        except Exception as exc:  # not submitit's debugger: the shard's cells become records
-            return "FAILED", f"{type(exc).__name__}: {exc}"
-        return "COMPLETED", ""
-    if not job.done():
+        return {j.job_id: run_here(j) for j in jobs}
+    return {j.job_id: job_state(info["cluster"], Path(info["folder"]), j.job_id) for j in jobs}
+
+
+def run_here(job: submitit.Job[Any]) -> tuple[str, str]:
+    """A `debug` job, run in this process."""
+    try:
+        job.submission().result()
+    except Exception as exc:  # not submitit's debugger: the shard's cells become records
+        return "FAILED", f"{type(exc).__name__}: {exc}"
+    return "COMPLETED", ""
+
+
+def ended_state(folder: Path, job_id: str, queued: tuple[str, str]) -> tuple[str, str]:
+    """A Slurm job's (state, why): as squeue says while it is unfinished; once ended, from the
+    result submitit wrote where it wrote one (a shard's own failure says why), else Slurm's state."""
+    state, why = queued
+    if state in UNFINISHED:
+        return state, why if state == "PENDING" else ""
+    result = read_result(folder, job_id)
+    if result is not None:
+        return result
+    if state == GONE:
+        return (
+            GONE,
+            f"it wrote no result, and Slurm no longer lists it (no accounting here); see {JobPaths(folder, job_id, 0).stderr}",
+        )
+    return state, f"it wrote no result; see {JobPaths(folder, job_id, 0).stderr}" if state in SHARD_FAILED else ""
+
+
+def read_result(folder: Path, job_id: str) -> tuple[str, str] | None:
+    """(state, why) from the result submitit wrote when the shard returned or raised, else None."""
+    paths = JobPaths(folder, job_id, 0)
+    if not paths.result_pickle.exists():
         return None
-    return job_state(info["cluster"], Path(info["folder"]), job.job_id)
+    outcome, payload = pickle_load(paths.result_pickle)
+    if outcome == "success":
+        return "COMPLETED", ""
+    last = [line for line in str(payload).splitlines() if line.strip()][-1:] or [""]
+    return ("TIMEOUT" if "timed-out" in str(payload) else "FAILED"), last[0].strip()
 
 
 def job_state(cluster: str, folder: Path, job_id: str) -> tuple[str, str]:
-    """(state, why) of a job, from any process: submitit's result file where the job wrote one,
-    else Slurm's accounting (sacct), else (local) whether its process is alive."""
-    paths = JobPaths(folder, job_id, 0)
-    if paths.result_pickle.exists():
-        outcome, payload = pickle_load(paths.result_pickle)
-        if outcome == "success":
-            return "COMPLETED", ""
-        last = [line for line in str(payload).splitlines() if line.strip()][-1:] or [""]
-        return ("TIMEOUT" if "timed-out" in str(payload) else "FAILED"), last[0].strip()
-    why = f"it wrote no result; see {paths.stderr}"
+    """(state, why) of a job, from any process: on Slurm as `poll` says; locally, its result, else
+    whether its process is alive."""
     if cluster == "slurm":
-        state = submitit.SlurmJob(folder, job_id).get_info(mode="force").get("State") or "UNKNOWN"
-        return state.split()[0].upper(), why  # "CANCELLED by 1234" -> CANCELLED
+        return ended_state(folder, job_id, queue_states([job_id])[job_id])
+    result = read_result(folder, job_id)
+    if result is not None:
+        return result
     if cluster == "local":
-        return ("RUNNING", "") if alive(int(job_id)) else ("FAILED", why)
+        return (
+            ("RUNNING", "") if alive(int(job_id)) else ("FAILED", f"it wrote no result; see {JobPaths(folder, job_id, 0).stderr}")
+        )
     return "CANCELLED", "it ran inside an `lcbench run` that stopped before it"  # debug
 
 
@@ -354,13 +501,12 @@ def read_jobs(run_dir: RunDir) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def settle_earlier(sweep: Sweep) -> tuple[list[Chain], int]:
-    """(the chains still to run, this submission's number). A resumed run's earlier jobs are
-    collected first, so that no cell they ran runs twice; they must have ended."""
-    suite, todo, run_dir, skips, console = sweep.suite, sweep.todo, sweep.run_dir, sweep.skips, sweep.console
+def settle_resumed(run_dir: RunDir, console: Console) -> None:
+    """Before a resumed run is planned: its earlier jobs must have ended, and are collected, so
+    that no example they ran runs twice and the ones they lost are measured again."""
     info = read_jobs(run_dir)
     if info is None:
-        return todo, 1
+        return
     folder = Path(info["folder"])
     running = [j["job_id"] for j in info["jobs"] if job_state(info["cluster"], folder, j["job_id"])[0] in UNFINISHED]
     if running:
@@ -369,18 +515,14 @@ def settle_earlier(sweep: Sweep) -> tuple[list[Chain], int]:
             f"or cancel them ({cancel_command(info['cluster'], running)}) before resuming"
         )
     collect_run(run_dir, console=console)
-    have = collections.Counter(r.cell_key for r in run_dir.records() if r.ends_example)
-    for key, length in run_dir.oom_at().items():
-        skips.oom_at[key] = min(skips.oom_at.get(key, length), length)
-    rest = [Chain(cells) for chain in todo if (cells := tuple(c for c in chain.cells if have[c.key] < suite.samples))]
-    return rest, int(info.get("submission", 1)) + 1
 
 
 def collect_run(run_dir: RunDir, states: States | None = None, console: Console | None = None) -> int:
     """Merge the shards' part files into records.jsonl (atomically; nothing twice), then give every
-    cell of an ended job that lacks records an `error` record per missing example (`timeout` where
-    the job timed out), naming the job. Cells of jobs still queued or running are left alone.
-    Works from `slurm/jobs.json` alone, in any later process; returns the number of records added."""
+    cell of an ended job that lacks records a record per missing example naming the job: `lost`
+    where the cluster ended the job, `error` (`oom`) where the shard failed (passed its memory).
+    Cells of jobs still queued or running are left alone. Works from `slurm/jobs.json` alone, in
+    any later process; returns the number of records added."""
     console = console or Console(stderr=True)
     info = read_jobs(run_dir)
     if info is None:
@@ -399,11 +541,20 @@ def collect_run(run_dir: RunDir, states: States | None = None, console: Console 
         if state in UNFINISHED:
             say(console, f"job {job_id} (shard {job['shard']}) is {state}: its {len(missing)} cells left are not collected yet")
             continue
-        status = "timeout" if state == "TIMEOUT" else "error"
-        message = f"job {job_id} (shard {job['shard']}) ended {state} before this example ran" + (f": {why}" if why else "")
+        status = SHARD_FAILED.get(state, "lost")
+        message = f"job {job_id} (shard {job['shard']}) ended {state} before this example was measured"
+        message += f": {why}" if why else ""
+        message += "; the job's time limit (`time` in the profile, --slurm-time) was too short" if state == "TIMEOUT" else ""
         for key in missing:
-            filled += [cell_record(suite, cells[key], i, status, message) for i in range(have[key], suite.samples)]
-        say(console, f"job {job_id} (shard {job['shard']}) ended {state}: {len(missing)} cells recorded `{status}`")
+            filled += [
+                replace(cell_record(suite, cells[key], i, status, message), node=f"slurm job {job_id}")
+                for i in range(have[key], suite.samples)
+            ]
+        examples = sum(suite.samples - have[k] for k in missing)
+        say(
+            console,
+            f"job {job_id} (shard {job['shard']}) ended {state}: {examples} examples of {len(missing)} cells recorded `{status}`",
+        )
     if filled:
         run_dir.append(filled)
     merge_prompts(run_dir, info)

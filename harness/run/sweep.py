@@ -9,7 +9,6 @@ caller writes the partial report and says how to resume).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from lcbench.reference.models import model_label, model_path
 from lcbench.run.chains import Local, RunOptions, Skips, Sweep, chain_model, run_locally
 from lcbench.run.engines import engine
 from lcbench.run.environment import environment
-from lcbench.run.run_dir import RunDir
+from lcbench.run.run_dir import FAILED, LOST, RunDir
 
 
 def check_models(suite: Suite) -> None:
@@ -47,6 +46,8 @@ def run_suite(
         module = engine(options.executor)
         if hasattr(module, "check_settings"):
             module.check_settings(suite, options)
+        if options.resume is not None and hasattr(module, "settle_resumed"):
+            module.settle_resumed(RunDir.resume(options.resume), console)  # earlier jobs collected first
         sweep = start(suite, suite_hash, suite_file, options, console, device=options.executor, dtype=suite.dtype)
         return sweep.run_dir.path, module.run_chains(sweep)
     local = Local(suite, options)
@@ -65,15 +66,16 @@ def start(
     """The run folder (new, or the one resumed) and the chains of the cells still to run in it."""
     run_dir, suite_hash = open_run_dir(suite, suite_hash, suite_file, options, device, dtype)
     cells = plan(suite, suite_hash)
-    done = set()
+    kept: dict[str, int] = {}
     if options.resume is not None:
-        done = run_dir.keep_finished(cells, suite.samples, options.rerun == "noisy", options.partial)
+        redo = LOST | FAILED if options.rerun == "errors" else LOST
+        kept = run_dir.keep_finished(cells, suite.samples, redo, options.rerun == "noisy", options.partial)
+    done = {key for key, count in kept.items() if count >= suite.samples}
     if options.only is not None:
         done |= {c.key for c in cells if c.key not in options.only}
     if done and options.only is None:
         console.print(f"resuming {run_dir.path}: {len(done)} cells done, {len(cells) - len(done)} to run")
-    have = collections.Counter(r.cell_key for r in run_dir.records() if r.ends_example and options.partial)
-    todo = chains([dataclasses.replace(c, first=have[c.key], round=options.round) for c in cells if c.key not in done])
+    todo = chains([dataclasses.replace(c, first=kept.get(c.key, 0), round=options.round) for c in cells if c.key not in done])
     return Sweep(suite, todo, run_dir, Skips(suite, run_dir.oom_at(), options.skip_after_oom), options, console)
 
 
