@@ -29,7 +29,7 @@ start() {
     mkdir -p "$dir/state" "$dir/spool"
     dir=$(cd "$dir" && pwd)
     host=$(hostname -s)
-    cpus=$(nproc)
+    cpus=$(getconf _NPROCESSORS_ONLN)  # not nproc: it answers OMP_NUM_THREADS
     memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
     cat > "$dir/slurm.conf" <<EOF
 ClusterName=lcbench-local
