@@ -101,7 +101,7 @@ def main() -> None:
         reported = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         size = (path / "records.jsonl").stat().st_size
-    print(f"| records | shards | part files | merge (collect) | records.jsonl | report | peak RSS |")
+    print("| records | shards | part files | merge (collect) | records.jsonl | report | peak RSS |")
     print("|---|---|---|---|---|---|---|")
     print(
         f"| {added:,} | {args.shards:,} | {parts / 1e6:.0f} MB | {merged:.1f} s | {size / 1e6:.0f} MB "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from lcbench import registry
 from lcbench.cli import finish, main
 from lcbench.config.plan import chains, plan
@@ -228,3 +229,14 @@ def test_without_slurm_it_says_how_to_try_it_locally(suite_file, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no srun
     with pytest.raises(UserError, match="cluster: local"):
         run_slurm(suite_file())
+
+
+def test_the_merge_benchmark_collects_every_record_of_its_shards():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "collect.py"), "--records", "1000", "--shards", "30"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    row = done.stdout.splitlines()[-1].split("|")
+    assert row[1].strip() == "1,000" and row[2].strip() == "30"  # every record merged, once
