@@ -18,24 +18,24 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-STRATEGIES, LENGTHS = 100, 10
+LENGTHS = 10
 
 
-def build(folder: Path, records: int, shards: int) -> Path:
+def build(folder: Path, records: int, shards: int, strategies: int = 100) -> Path:
     """A run folder whose jobs all completed: suite.json, env.json, slurm/jobs.json and the parts."""
     from lcbench.config.plan import plan
     from lcbench.config.suite import validate
     from lcbench.run.run_dir import RunDir
     from lcbench.run.runner import cell_record
 
-    samples = max(1, records // (STRATEGIES * LENGTHS))
+    samples = max(1, records // (strategies * LENGTHS))
     data = {
         "name": "scale",
         "model": "reference",
         "context_lengths": [1024 * (i + 1) for i in range(LENGTHS)],
         "samples": samples,
         "tasks": [{"name": "needle"}],
-        "strategies": [{"name": "truncation", "label": f"t{i}", "params": {"budget": 64 + i}} for i in range(STRATEGIES)],
+        "strategies": [{"name": "truncation", "label": f"t{i}", "params": {"budget": 64 + i}} for i in range(strategies)],
     }
     suite = validate(data)
     run_dir = RunDir.create(folder, "scale")
@@ -82,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--shards", type=int, default=100)
+    parser.add_argument("--strategies", type=int, default=100, help="strategies in the suite (x 10 lengths: its cells)")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -91,7 +92,7 @@ def main() -> None:
     from lcbench.run.slurm_engine import collect_run
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = build(Path(tmp), args.records, args.shards)
+        path = build(Path(tmp), args.records, args.shards, args.strategies)
         parts = sum(p.stat().st_size for p in (path / "parts").glob("*.jsonl"))
         start = time.perf_counter()
         added = collect_run(RunDir(path), console=Console(stderr=True, quiet=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return file if shares_a_module_fixture(file) else nodeid
 
     return EachTestUnlessShared(config, log)
+
+
+def real_slurm_here() -> bool:
+    """Whether tests/local_slurm.sh can start a real Slurm cluster here: its daemons installed, as root."""
+    return os.getuid() == 0 and all(shutil.which(n) for n in ("slurmctld", "slurmd", "sbatch", "munged"))
 
 
 @functools.cache
