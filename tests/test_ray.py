@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from lcbench.cli import main
-from test_reliability import FAULTS_MODULE, address_space_now, comparable, records_of
+from test_reliability import FAULTS_MODULE, THREE_STRATEGIES, address_space_now, comparable, records_of
 
 pytest.importorskip("ray")
 
@@ -122,11 +121,10 @@ def ray_run(cluster, path: Path, out: Path, *extra: str) -> int:
     return main(["run", str(path), "--executor", "ray", "--ray-address", cluster["address"], "--out", str(out), *extra])
 
 
-def test_ray_runs_the_ci_suite_to_the_in_process_records_one_actor_a_node(cluster, tmp_path):
-    path = ROOT / "suites" / "ci.yaml"
-    # one example per cell: 24 cells, for two actors, are what this test needs of the suite
-    assert main(["run", str(path), "--limit", "1", "--out", str(tmp_path / "here")]) == 0
-    assert ray_run(cluster, path, tmp_path / "ray", "--limit", "1") == 0
+def test_ray_gives_the_in_process_records_one_actor_a_node(cluster, suite_file, tmp_path):
+    path = suite_file("samples: 2\n", THREE_STRATEGIES)  # three chains for two actors
+    assert main(["run", str(path), "--out", str(tmp_path / "here")]) == 0
+    assert ray_run(cluster, path, tmp_path / "ray") == 0
     here, there = records_of(tmp_path / "here"), records_of(tmp_path / "ray")
     assert comparable(there) == comparable(here)
     assert {r.device for r in there} == {"cpu (CUDA_VISIBLE_DEVICES=0)"}  # each actor sees its node's one GPU
