@@ -91,6 +91,21 @@ def waits(slurm, tmp_path, monkeypatch):
     return calls, markers
 
 
+@pytest.fixture
+def measured_here_then_waiting(waits, tmp_path, monkeypatch):
+    """Runs a suite in process (the reference records, in `here`), then clears the calls log and
+    has the jobs submitted from now on wait at their last example; returns the suite's path."""
+    calls, markers = waits
+
+    def prepare(path: Path) -> Path:
+        assert main(["run", str(path), "--out", str(tmp_path / "here")]) == 0
+        calls.unlink()
+        monkeypatch.setenv("LCBENCH_TEST_WAITS", str(markers))
+        return path
+
+    return prepare
+
+
 def node() -> str:
     return subprocess.run(["sinfo", "--noheader", "--Node", "--format=%N"], capture_output=True, text=True).stdout.split()[0]
 
@@ -141,13 +156,10 @@ def test_a_real_slurm_run_is_quiet_and_gives_the_in_process_records(slurm, suite
 
 
 def test_a_cancelled_shard_is_lost_and_measured_again_and_one_past_its_time_limit_goes_on(
-    slurm, waits, suite_file, tmp_path, monkeypatch
+    slurm, waits, measured_here_then_waiting, suite_file, tmp_path, monkeypatch
 ):
     calls, markers = waits
-    path = suite_file("", "  - {name: test_waits, label: a}\n  - {name: test_waits, label: b}\n")
-    assert main(["run", str(path), "--out", str(tmp_path / "here")]) == 0
-    calls.unlink()
-    monkeypatch.setenv("LCBENCH_TEST_WAITS", str(markers))
+    path = measured_here_then_waiting(suite_file("", "  - {name: test_waits, label: a}\n  - {name: test_waits, label: b}\n"))
     # --isolate: each cell in a child process, which Slurm's SIGTERM kills too; without the shard
     # stopping at once, that child's death was recorded as the strategy's error
     command = ["run", str(path), "--executor", "slurm", "--isolate", "--no-wait", "--out", str(tmp_path / "slurm")]
@@ -190,13 +202,10 @@ def test_a_cancelled_shard_is_lost_and_measured_again_and_one_past_its_time_limi
 
 
 def test_a_requeued_shard_goes_on_from_its_part_file_and_a_fresh_process_collects_a_killed_drivers_run(
-    slurm, waits, suite_file, tmp_path, monkeypatch
+    slurm, waits, measured_here_then_waiting, suite_file, tmp_path
 ):
     calls, markers = waits
-    path = suite_file("", "  - name: test_waits\n")
-    assert main(["run", str(path), "--out", str(tmp_path / "here")]) == 0
-    calls.unlink()
-    monkeypatch.setenv("LCBENCH_TEST_WAITS", str(markers))
+    path = measured_here_then_waiting(suite_file("", "  - name: test_waits\n"))
     out = tmp_path / "slurm"
     driver = subprocess.Popen(
         [sys.executable, "-m", "lcbench.cli", "run", str(path), "--executor", "slurm", "--isolate", "--out", str(out)],

@@ -193,11 +193,8 @@ def drive(sweep: Sweep) -> bool:
                     except ray.exceptions.GetTimeoutError:
                         reason = f"no Ray node could take an actor in {PLACE_S:g}s after the one on {slot.host} was lost"
                         while queue:
-                            work = queue.popleft()
-                            for each in work.cells:
-                                record(
-                                    each, [cell_record(suite, each, i, "error", reason) for i in range(each.first, suite.samples)]
-                                )
+                            for each in queue.popleft().cells:
+                                record(each, errors(suite, each, reason))
                         continue
                 feed(slot)
             for idle in [s for s in slots if s.work is None or not s.work.cells]:  # a chain handed back by a lost actor
@@ -215,5 +212,10 @@ def lost(slot: Slot, cell: Cell, exc: Exception, queue: collections.deque[Work],
     else:
         reason = f"the Ray actor on {slot.host} was lost running this chain, the second actor to be ({type(exc).__name__})"
         for each in rest:
-            record(each, [cell_record(suite, each, i, "error", reason) for i in range(each.first, suite.samples)])
+            record(each, errors(suite, each, reason))
     slot.work = None
+
+
+def errors(suite: Suite, cell: Cell, reason: str) -> list[Record]:
+    """The `error` records of a cell's examples still to run."""
+    return [cell_record(suite, cell, i, "error", reason) for i in range(cell.first, suite.samples)]

@@ -227,9 +227,10 @@ def partition_limit(partition: str | None) -> int:
         listed = subprocess.run(["sinfo", "--noheader", "--format=%P|%l"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.TimeoutExpired):
         listed = ""
-    limits = {name.rstrip("*"): limit for name, _, limit in (line.partition("|") for line in listed.split())}
-    default = next((line.split("|")[0].rstrip("*") for line in listed.split() if line.split("|")[0].endswith("*")), None)
-    limit = limits.get(partition or default or "", "infinite")
+    rows = [line.partition("|")[::2] for line in listed.split()]
+    limits = {name.rstrip("*"): limit for name, limit in rows}
+    default = next((name.rstrip("*") for name, _ in rows if name.endswith("*")), "")
+    limit = limits.get(partition or default, "infinite")
     try:
         return UNLIMITED_MIN if limit in ("infinite", "n/a", "") else minutes(limit)
     except UserError:
@@ -413,14 +414,10 @@ def ends_example(line: bytes) -> bool:
 
 
 def poll(jobs: Sequence[submitit.Job[Any]], info: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """job id -> (state, why) for each job: one squeue call on Slurm (ended jobs read their result),
-    each job's process here (`local`), or, for `debug`, the job run here and now."""
-    if info["cluster"] == "slurm":
-        queued = queue_states([j.job_id for j in jobs])
-        return {j.job_id: ended_state(Path(info["folder"]), j.job_id, queued[j.job_id]) for j in jobs}
+    """job id -> (state, why) for each job; for `debug`, the job run here and now."""
     if info["cluster"] == "debug":
         return {j.job_id: run_here(j) for j in jobs}
-    return {j.job_id: job_state(info["cluster"], Path(info["folder"]), j.job_id) for j in jobs}
+    return job_states(info["cluster"], Path(info["folder"]), [j.job_id for j in jobs])
 
 
 def run_here(job: submitit.Job[Any]) -> tuple[str, str]:
@@ -461,11 +458,19 @@ def read_result(folder: Path, job_id: str) -> tuple[str, str] | None:
     return ("TIMEOUT" if "timed-out" in str(payload) else "FAILED"), last[0].strip()
 
 
-def job_state(cluster: str, folder: Path, job_id: str) -> tuple[str, str]:
-    """(state, why) of a job, from any process: on Slurm as `poll` says; locally, its result, else
-    whether its process is alive."""
+def job_states(cluster: str, folder: Path, job_ids: Sequence[str]) -> States:
+    """job id -> (state, why), from any process: on Slurm one squeue call for them all (ended jobs
+    read their result); locally each job's result, else whether its process is alive."""
     if cluster == "slurm":
-        return ended_state(folder, job_id, queue_states([job_id])[job_id])
+        queued = queue_states(job_ids)
+        return {i: ended_state(folder, i, queued[i]) for i in job_ids}
+    return {i: job_state(cluster, folder, i) for i in job_ids}
+
+
+def job_state(cluster: str, folder: Path, job_id: str) -> tuple[str, str]:
+    """(state, why) of one job, as `job_states` says."""
+    if cluster == "slurm":
+        return job_states(cluster, folder, [job_id])[job_id]
     result = read_result(folder, job_id)
     if result is not None:
         return result
@@ -507,14 +512,14 @@ def settle_resumed(run_dir: RunDir, console: Console) -> None:
     info = read_jobs(run_dir)
     if info is None:
         return
-    folder = Path(info["folder"])
-    running = [j["job_id"] for j in info["jobs"] if job_state(info["cluster"], folder, j["job_id"])[0] in UNFINISHED]
+    states = job_states(info["cluster"], Path(info["folder"]), [j["job_id"] for j in info["jobs"]])
+    running = [job_id for job_id, (state, _) in states.items() if state in UNFINISHED]
     if running:
         raise UserError(
             f"jobs {', '.join(running)} of `{run_dir.path}` have not ended; wait for them (then `lcbench collect`) "
             f"or cancel them ({cancel_command(info['cluster'], running)}) before resuming"
         )
-    collect_run(run_dir, console=console)
+    collect_run(run_dir, states, console)
 
 
 def collect_run(run_dir: RunDir, states: States | None = None, console: Console | None = None) -> int:
@@ -531,13 +536,15 @@ def collect_run(run_dir: RunDir, states: States | None = None, console: Console 
     suite = validate(run_dir.suite_data, source=str(run_dir.path / "suite.json"))
     cells = {c.key: c for c in plan(suite, run_dir.env.get("suite_hash", ""))}
     have = collections.Counter(r.cell_key for r in run_dir.records() if r.ends_example)
+    short = {j["job_id"]: [k for k in j["cells"] if have[k] < suite.samples and k in cells] for j in info["jobs"]}
+    unknown = [job_id for job_id, missing in short.items() if missing and job_id not in (states or {})]
+    states = {**(states or {}), **job_states(info["cluster"], Path(info["folder"]), unknown)}
     filled: list[Record] = []
     for job in info["jobs"]:
-        missing = [k for k in job["cells"] if have[k] < suite.samples and k in cells]
+        job_id, missing = job["job_id"], short[job["job_id"]]
         if not missing:
             continue
-        job_id = job["job_id"]
-        state, why = (states or {}).get(job_id) or job_state(info["cluster"], Path(info["folder"]), job_id)
+        state, why = states[job_id]
         if state in UNFINISHED:
             say(console, f"job {job_id} (shard {job['shard']}) is {state}: its {len(missing)} cells left are not collected yet")
             continue
