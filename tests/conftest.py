@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Reports without their PNGs (a third of a second a figure, four a task): the tests that check
+# plots ask for them with the `plots` fixture
+os.environ.setdefault("LCBENCH_PLOTS", "0")
 
 
 def _has_cuda() -> bool:
@@ -52,6 +55,12 @@ def real_slurm_here() -> bool:
 @functools.cache
 def shares_a_module_fixture(file: str) -> bool:
     return 'scope="module"' in (ROOT / file).read_text()
+
+
+@pytest.fixture
+def plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reports draw their plots, as they do by default outside the tests."""
+    monkeypatch.setenv("LCBENCH_PLOTS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ STRATEGIES = """\
 """
 
 
-def test_a_run_groups_the_budget_matched_cells_and_draws_them_side_by_side(suite_file, tmp_path):
+def test_a_run_groups_the_budget_matched_cells_and_draws_them_side_by_side(suite_file, tmp_path, plots):
     path = suite_file(strategies=STRATEGIES, extra="measure: {warmup: 0, repeats: 1}\n")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--lengths", "96"]) == 0
     (run_dir,) = (tmp_path / "out").iterdir()

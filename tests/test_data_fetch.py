@@ -112,7 +112,7 @@ def suite_without_data_dir(tmp_path: Path, name: str, tasks: list[dict] | None =
     return path
 
 
-def test_the_longbench_suite_runs_from_the_cache(tmp_path, monkeypatch, chat_dirs, capsys):
+def test_the_longbench_suite_runs_from_the_cache(tmp_path, monkeypatch, chat_dirs, capsys, plots):
     folder = tmp_path / "cache" / "longbench"
     folder.mkdir(parents=True)
     for name in ("hotpotqa_e.jsonl", "trec_e.jsonl"):  # the cached files, told apart from the sample by their ids
@@ -127,6 +127,7 @@ def test_the_longbench_suite_runs_from_the_cache(tmp_path, monkeypatch, chat_dir
     (run_dir,) = out.iterdir()
     records = list(read_records(run_dir / "records.jsonl"))
     assert len(records) == 2 and all(r.status == "ok" and r.example_id.startswith("cached-") for r in records)
+    assert (run_dir / "plots" / "longbench-hotpotqa-by-length.png").stat().st_size > 0  # a file, not a folder per data set
 
 
 @pytest.mark.parametrize("name", ["longbench", "longbench_v2", "infinitebench"])

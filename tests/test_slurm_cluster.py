@@ -183,7 +183,9 @@ def test_a_cancelled_shard_is_lost_and_measured_again_and_one_past_its_time_limi
         "1 examples were lost to the cluster" in collected.stdout and f"--resume {run_path} --executor slurm" in collected.stdout
     )
     records = list(read_records(run_path / "records.jsonl"))
-    (lost,) = [r for r in records if r.status != "ok"]
+    not_ok = [r for r in records if r.status != "ok"]
+    assert len(not_ok) == 1, [(r.status, r.strategy, r.context_length, r.message) for r in not_ok]
+    (lost,) = not_ok
     assert len(records) == 8 and lost.status == "lost" and lost.node == f"slurm job {cancelled}"
     assert (
         lost.strategy == "a" and lost.context_length == 96 and f"job {cancelled}" in lost.message and "CANCELLED" in lost.message

@@ -12,10 +12,15 @@ from lcbench.cli import main
 from lcbench.config.suite import load_suite
 from lcbench.run.records import read_records
 
+# the suites whose reports are drawn here: each kind of plot once (by length and frontier, needle
+# depth, the KV-compression frontier, budget-matched groups); the others' reports are tables only
+PLOTTED = {"needle.yaml": "-depth.png", "kv.yaml": "-kv-frontier.png", "kv_budget.yaml": "-kv-budget.png"}
+
 
 @pytest.mark.parametrize("path", SUITES, ids=[p.name for p in SUITES])
 def test_shipped_suite_runs(path, tiny_dir, chat_dirs, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # as on a CPU machine: triton_fused is recorded unavailable
+    monkeypatch.setenv("LCBENCH_PLOTS", "1" if path.name in PLOTTED else "0")
     # data-set suites read English: a subword tokenizer (with a chat template) represents it
     model = chat_dirs["bpe"] if "data_dir" in path.read_text() else tiny_dir
     suite, _ = load_suite(path, model=str(model))
@@ -36,6 +41,11 @@ def test_shipped_suite_runs(path, tiny_dir, chat_dirs, tmp_path, capsys, monkeyp
     records = list(read_records(run_dir / "records.jsonl"))
     assert sum(r.ends_example for r in records) == len(suite.tasks) * len(suite.strategies)  # one example per cell
     assert {r.status for r in records} <= {"ok", "unavailable"}
+    drawn = [p.name for p in (run_dir / "plots").glob("*.png")]
+    if path.name in PLOTTED:
+        assert any(name.endswith(PLOTTED[path.name]) for name in drawn) and any(n.endswith("-by-length.png") for n in drawn)
+    else:
+        assert not drawn and "plots not drawn (LCBENCH_PLOTS=0)" in (run_dir / "report.md").read_text()
 
 
 def test_triton_fused_without_cuda_is_reported_unavailable_while_the_rest_runs(tiny_dir, tmp_path, capsys, monkeypatch):

@@ -6,6 +6,7 @@ first as the reference row)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,14 @@ if TYPE_CHECKING:
     from lcbench.run.run_dir import RunDir
 
 PLOTS = "plots"
+NO_PLOTS = "plots not drawn (LCBENCH_PLOTS=0): `lcbench report {run}` draws them"
+
+
+def plots_wanted() -> bool:
+    """Whether a report draws its PNGs: `LCBENCH_PLOTS=0` leaves them out, for runs whose tables
+    are all that is read (a CI gate, a test): matplotlib takes about a third of a second a figure,
+    four figures a task, often more than the cells of a short run."""
+    return os.environ.get("LCBENCH_PLOTS", "1").strip().lower() not in ("0", "no", "off", "false")
 
 
 def _cell_text(row: pd.Series | None, column: str, fmt: str) -> str:
@@ -198,6 +207,8 @@ def render_markdown(
     lines += sampling
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    elif len(summary) and not plots_wanted():
+        lines += ["## Plots", "", NO_PLOTS.format(run=run_path), ""]
     for title, table in tables(summary):
         lines += [f"## {title}", "", table, ""]
     problems = summary[summary["status"] != "ok"]
@@ -226,7 +237,8 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     question = question_of(folder.suite_data) if (path / "suite.json").is_file() else Question()
     answered = answer(run, question) if len(summary) else []
     pareto = pareto_sets(run, question.tolerance) if len(summary) else {}
-    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto, records) if len(summary) else []
+    drawn = len(summary) and plots_wanted()
+    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto, records) if drawn else []
     sampling = (folder.suite_data.get("sampling") if (path / "suite.json").is_file() else None) or {}
     adaptive = []
     if sampling:  # an adaptive run: what its rounds spent and what stays open

@@ -89,8 +89,12 @@ class InProcess(Executor):
 
 def _worker(suite: Suite, model_dir: str, limits: Limits, connection: Any) -> None:
     """The child's whole life: load the model once, cap its memory, run the cells it is sent and
-    send back each record as its example finishes. Ctrl-C is the parent's to handle."""
+    send back each record as its example finishes. Ctrl-C is the parent's to handle, and so is
+    Slurm's warning before a time limit or preemption (SIGUSR2, sent to every process of the job:
+    its default action would kill this child, and the parent could record that as the strategy's
+    error before Slurm's SIGTERM reaches it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     executor = InProcess(suite, model_dir)
     if limits.max_memory is not None:
         cap_memory(executor.model.device, limits.max_memory)
