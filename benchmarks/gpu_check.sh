@@ -218,7 +218,7 @@ step_attention() {
         return
     fi
     # flex is left out here only: its CPU compile costs ~20 s, and the run's sparse-flex cells ran it.
-    x "$PYTHON" benchmarks/attention.py --lengths 256,512 --repeats 1 --decode-tokens 4 --skip flex || rc=$?
+    x "$PYTHON" benchmarks/attention.py --lengths 256,512 --repeats 1 --decode-tokens 4 --skip flex --profile || rc=$?
     # Its time and scaling targets are calibrated at 4k and up: at 256/512 on a CPU they are printed,
     # not judged. A run that reached them finished; a traceback did not.
     if ((rc == 1)) && grep -qx 'targets' "$STEP_LOG" && ! grep -q '^Traceback' "$STEP_LOG"; then

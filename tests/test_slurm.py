@@ -8,6 +8,8 @@ it are skipped, saying so."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -246,3 +248,28 @@ def test_the_merge_benchmark_collects_every_record_of_its_shards():
     )
     row = done.stdout.splitlines()[-1].split("|")
     assert row[1].strip() == "400" and row[2].strip() == "30"  # every record merged, once
+
+
+def test_an_isolated_cells_child_leaves_slurms_signals_to_its_shard(suite_file, monkeypatch):
+    """Slurm signals every process of a job: its warning (SIGUSR2) and, in a shard, its SIGTERM must
+    not kill the cell's child first (its death was recorded as the strategy's error); the shard
+    kills it as it stops."""
+    from lcbench.run import executor
+
+    monkeypatch.setattr(executor, "LEFT_TO_PARENT", set(executor.LEFT_TO_PARENT))
+    suite, _ = load_suite(suite_file())
+    executor.leave_to_parent(signal.SIGTERM)  # as a shard does
+    child = executor.Isolated(suite, suite.model)
+    try:
+        for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT):
+            os.kill(child.process.pid, signum)
+        time.sleep(0.5)
+        assert child.process.is_alive()
+    finally:
+        child.process.kill()
+        child.process.join()
+    monkeypatch.setattr(executor, "LEFT_TO_PARENT", {signal.SIGINT, signal.SIGUSR2})  # outside a shard
+    child = executor.Isolated(suite, suite.model)
+    os.kill(child.process.pid, signal.SIGTERM)
+    child.process.join(timeout=10)
+    assert child.process.exitcode == -signal.SIGTERM

@@ -87,14 +87,24 @@ class InProcess(Executor):
         )
 
 
-def _worker(suite: Suite, model_dir: str, limits: Limits, connection: Any) -> None:
+# Signals an isolated child leaves to its parent: Ctrl-C, and Slurm's warning before a time limit
+# or a preemption (SIGUSR2, sent to every process of the job, whose default action would kill the
+# child). A Slurm shard adds SIGTERM (`leave_to_parent`): Slurm ends a job by signalling each of its
+# processes, and a child that died first was recorded as the strategy's error before the shard's
+# own SIGTERM arrived; the shard kills its children itself as it stops.
+LEFT_TO_PARENT: set[int] = {signal.SIGINT, signal.SIGUSR2}
+
+
+def leave_to_parent(signum: int) -> None:
+    """Isolated children started from now on ignore `signum`: this process acts on it for them."""
+    LEFT_TO_PARENT.add(signum)
+
+
+def _worker(suite: Suite, model_dir: str, limits: Limits, connection: Any, ignored: tuple[int, ...] = ()) -> None:
     """The child's whole life: load the model once, cap its memory, run the cells it is sent and
-    send back each record as its example finishes. Ctrl-C is the parent's to handle, and so is
-    Slurm's warning before a time limit or preemption (SIGUSR2, sent to every process of the job:
-    its default action would kill this child, and the parent could record that as the strategy's
-    error before Slurm's SIGTERM reaches it)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    send back each record as its example finishes. The signals in `ignored` are the parent's."""
+    for signum in ignored:
+        signal.signal(signum, signal.SIG_IGN)
     executor = InProcess(suite, model_dir)
     if limits.max_memory is not None:
         cap_memory(executor.model.device, limits.max_memory)
@@ -134,7 +144,10 @@ class Isolated(Executor):
     def start(self) -> None:
         context: Any = multiprocessing.get_context("spawn")
         self.connection, child_end = context.Pipe()
-        self.process = context.Process(target=_worker, args=(self.suite, self.model_dir, self.limits, child_end), daemon=True)
+        ignored = tuple(sorted(LEFT_TO_PARENT))
+        self.process = context.Process(
+            target=_worker, args=(self.suite, self.model_dir, self.limits, child_end, ignored), daemon=True
+        )
         self.process.start()
         child_end.close()
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import signal
@@ -38,6 +39,7 @@ from lcbench.config.plan import Chain, plan
 from lcbench.config.suite import Suite, validate
 from lcbench.errors import UserError
 from lcbench.run.chains import Local, RunOptions, Skips, Sweep, chain_model, progress_bar, summarise
+from lcbench.run.executor import leave_to_parent
 from lcbench.run.records import Record, RecordWriter, read_records, write_atomic
 from lcbench.run.run_dir import RunDir
 from lcbench.run.runner import cell_record
@@ -73,14 +75,16 @@ class Shard(submitit.helpers.Checkpointable):
 
     def __call__(self) -> int:
         """Run every cell not yet whole in the part file; returns how many ran."""
-        stop_at_once_when_told()
+        node = this_job()
+        if node:  # a job of its own (not `cluster: debug`, which runs shards in the driver)
+            stop_at_once_when_told()
         kept = keep_whole_cells(self.part, {c.key: self.suite.samples - c.first for ch in self.chains for c in ch.cells})
         by_cell: dict[str, list[Record]] = collections.defaultdict(list)
         for record in kept:
             by_cell[record.cell_key].append(record)
         skips = Skips(self.suite, dict(self.oom_at), self.skip_after_oom)
         local = Local(self.suite, RunOptions(isolate=self.isolate, limits=self.limits))
-        ran, node = 0, this_job()
+        ran = 0
         try:
             with RecordWriter(self.part) as writer, open(prompts_of(self.part), "a", encoding="utf-8") as prompts:
                 for chain in self.chains:
@@ -133,9 +137,12 @@ def stop_at_once_when_told() -> None:
 
     def stop(signum: int, frame: Any) -> None:
         print(f"lcbench: the shard was told to stop (signal {signum}); its records so far are in its part file", flush=True)
+        for child in multiprocessing.active_children():  # an isolated cell's, which leaves SIGTERM to this process
+            child.kill()
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
+    leave_to_parent(signal.SIGTERM)
 
 
 def prompts_of(part: Path) -> Path:
