@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import math
 import pstats
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -45,30 +47,45 @@ from lcbench.sparse.block_list import EMPTY, BlockList, build_block_list
 from lcbench.sparse.block_runs import BlockRun, schedule
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.flex import block_mask, bucket, flex_block_attention
-from lcbench.sparse.interface import SparseCall, register, sparse_call
+from lcbench.sparse.interface import register, sparse_call
 from lcbench.strategies.sparse import Sparse
 from lcbench.units import parse_length
 
 MiB = 1 << 20
 
 
-def measure(fn: Callable[[], Any], device: str, repeats: int) -> tuple[float, float]:
-    """(best seconds, peak MiB) of `fn`, after one warm-up call (compilation happens there).
+def peak_mib(fn: Callable[[], Any], device: str, passes: int = 3) -> tuple[float, float]:
+    """(seconds of the first, least peak MiB) of `passes` calls of `fn`, after a warm-up call
+    (compilation happens there) where there are several. The least, as for time: on a CPU, RSS
+    moves by about a MiB from call to call with what the allocator's threads hold, always upward."""
+    if passes > 1:
+        fn()
+    peaks, seconds = [], []
+    for _ in range(passes):
+        with MeasureMemory(device, count_tensors=False) as meter:  # RSS alone, as the figures in docs/performance.md were taken
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            seconds.append(time.perf_counter() - start)
+        peaks.append((meter.result.torch_allocated_bytes if device.startswith("cuda") else meter.result.rss_bytes) or 0)
+    return seconds[0], min(peaks) / MiB
 
-    The best of several runs, not the median: on a shared machine noise only ever adds time."""
-    fn()
-    with MeasureMemory(device, count_tensors=False) as meter:  # RSS alone, as the figures in docs/performance.md were taken
-        fn()
-        synchronize(device)
-    peak = meter.result.torch_allocated_bytes if device.startswith("cuda") else meter.result.rss_bytes
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times), (peak or 0) / MiB
+
+def best_times(fns: dict[str, Callable[[], Any]], device: str, repeats: int, seconds: float = 3.0) -> dict[str, float]:
+    """The best time of each of `fns`, called in turn round after round, so that a slow spell of a
+    shared machine hits them all alike; the best, not the median, as noise only ever adds time.
+    `repeats` rounds, more where a round is short: as many as fit in `seconds` (at most 20)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    rounds = repeats if fns else 0
+    while len(next(iter(times.values()), [])) < rounds:
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+        rounds = max(repeats, min(20, math.ceil(seconds / sum(min(t) for t in times.values()))))
+    return {name: min(t) for name, t in times.items()}
 
 
 def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
@@ -100,20 +117,33 @@ def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
         "blocks": lambda: block_sparse_attention(q, k, v, built, runs=runs),
         "flex": lambda: flex_block_attention(q, k, v, built),
     }
-    row.update(useful_shares(built))
     row["plan_kib"] = plan_bytes(built, runs) / 1024
+    timed: dict[str, Callable[[], Any]] = {}
     for name, fn in paths.items():
         if name in args.skip:
             continue
         try:
-            # SDPA is quadratic: from 16k on, one timed call (at 128k on a CPU, each takes minutes)
-            row[f"{name}_s"], row[f"{name}_mib"] = measure(fn, args.device, 1 if name == "full" and n >= 16384 else args.repeats)
+            # SDPA is quadratic: from 16k on, its one call that counts memory is its time (at 128k
+            # on a CPU, a call takes minutes); it has nothing to compile
+            seconds, row[f"{name}_mib"] = peak_mib(fn, args.device, passes=1 if name == "full" and n >= 16384 else 3)
+            if name == "full" and n >= 16384:
+                row["full_s"] = seconds
+                continue
+            timed[name] = fn
             if name in plans:
-                row[f"{name}_plan_s"], _ = measure(plans[name], "cpu", args.repeats)
-                row[f"{name}_s"] += row[f"{name}_plan_s"]
+                timed[f"{name}_plan"] = plans[name]
         except torch.OutOfMemoryError:
             row[f"{name}_oom"] = 1.0
             torch.cuda.empty_cache()
+    sparse = {name: fn for name, fn in timed.items() if name != "full"}  # interleaved with each other, not with SDPA's
+    for group in ({"full": timed["full"]} if "full" in timed else {}, sparse):
+        for name, seconds in best_times(group, args.device, args.repeats).items():
+            row[f"{name}_s"] = seconds
+    # after the memory passes: its tile-by-tile evaluation leaves the heap in pieces, which RSS then counts
+    row.update(useful_shares(built))
+    for name in plans:
+        if f"{name}_plan_s" in row:
+            row[f"{name}_s"] += row[f"{name}_plan_s"]
     if args.profile and "blocks" not in args.skip:
         profile(f"block path at {n} (its plan, then the attention)", lambda _: block_sparse_attention(q, k, v, blocks()))
     return row
@@ -186,45 +216,49 @@ def useful_shares(blocks: BlockList) -> dict[str, float]:
 
 
 def decode_rows(model: Model, lengths: list[int], args: argparse.Namespace) -> list[dict[str, float]]:
-    """Decode tok/s on the reference model after prompts of each length, with the bounded cache.
-    Lengths alternate within each repeat, so that drift in the machine's speed hits all alike."""
+    """Decode tok/s on the reference model after prompts of each length, from the bounded cache.
+
+    Every prompt is read first, into a cache of its own; then the lengths take decode steps in
+    turn, one each, each step timed, and tok/s is one over the median step. A step is a few
+    milliseconds of small ops, and this machine's speed moves that much from one second to the next
+    (a pure-Python loop by up to 80%): taken in turn, a slow spell hits every length alike."""
     strategy = Sparse(pattern="sink_window", window=args.window, sinks=args.sinks, tile=args.tile)
-    model.eos_ids = set()  # decode exactly `decode_tokens` tokens
-    prompts = {
-        n: torch.randint(10, len(model.tokenizer), (n,), generator=torch.Generator().manual_seed(n)).tolist() for n in lengths
-    }
-    speeds: dict[int, list[float]] = {n: [] for n in lengths}
-    kept: dict[int, int] = {}
-
-    def generate(n: int) -> tuple[float, int]:
+    states: dict[int, list[Any]] = {}  # n -> [cache, its call, the next input token]
+    for n in lengths:
+        prompt = torch.randint(10, len(model.tokenizer), (n,), generator=torch.Generator().manual_seed(n)).tolist()
         cache = strategy.cache_for(model, n, 0)
+        call = strategy.call(n, 0, cache)
+        with sparse_call(call), model.attention(register()):
+            model.prefill(prompt, cache)
+        states[n] = [cache, call, prompt[-1]]
+    steps: dict[int, list[float]] = {n: [] for n in lengths}
+
+    def decode(n: int, count: int) -> None:
+        cache, call, token = states[n]
+        with sparse_call(call):
+            for _ in range(count):
+                synchronize(args.device)
+                start = time.perf_counter()
+                token, _ = model.step(token, cache)
+                synchronize(args.device)
+                steps[n].append(time.perf_counter() - start)
+        states[n][2] = token
+
+    with torch.inference_mode(), model.attention(register()):
+        for _ in range(max(args.repeats, 5) * args.decode_tokens):
+            for n in lengths:
+                decode(n, 1)
+        if args.profile:
+            n = lengths[-1]
+            profile(
+                f"{args.decode_tokens} decode steps after {n} tokens (bounded cache)", lambda _: decode(n, args.decode_tokens)
+            )
+    rows = []
+    for n in lengths:
+        cache = states[n][0]
         assert isinstance(cache, BoundedCache)
-        with sparse_call(strategy.call(n, 0, cache)), model.attention(register()):
-            generation = model.generate(prompts[n], args.decode_tokens, cache=cache)
-        return (generation.new_tokens - 1) / generation.decode_s, cache.kept_tokens()
-
-    for _ in range(max(args.repeats, 3)):
-        for n in lengths:
-            speed, kept[n] = generate(n)
-            speeds[n].append(speed)
-    if args.profile:  # the decode steps alone: the prompt but its last token read beforehand
-        n = lengths[-1]
-
-        def prefilled() -> tuple[BoundedCache, SparseCall]:
-            cache = strategy.cache_for(model, n, 0)
-            assert isinstance(cache, BoundedCache)
-            call = strategy.call(n, 0, cache)
-            with sparse_call(call), model.attention(register()):
-                model.prefill(prompts[n][:-1], cache)
-            return cache, call
-
-        def decode(state: tuple[BoundedCache, SparseCall]) -> None:
-            cache, call = state
-            with sparse_call(call), model.attention(register()):
-                model.generate(prompts[n][-1:], args.decode_tokens, cache=cache)
-
-        profile(f"{args.decode_tokens} decode steps after {n} tokens (bounded cache)", decode, prefilled)
-    return [{"n": n, "decode_tok_s": max(speeds[n]), "cache_tokens": float(kept[n])} for n in lengths]
+        rows.append({"n": n, "decode_tok_s": 1 / statistics.median(steps[n]), "cache_tokens": float(cache.kept_tokens())})
+    return rows
 
 
 def ratio(rows: list[dict[str, float]], key: str, n: int) -> float | None:
@@ -252,12 +286,12 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
         print(
             f"| {int(r['n'])} | {cell(r, 'full', 's', '.3f')} | {cell(r, 'blocks', 's', '.3f')} | "
             f"{cell(r, 'flex', 's', '.3f')} | "
-            f"{cell(r, 'full', 'mib', '.0f')} | {cell(r, 'blocks', 'mib', '.0f')} | {cell(r, 'flex', 'mib', '.0f')} | "
+            f"{cell(r, 'full', 'mib', '.1f')} | {cell(r, 'blocks', 'mib', '.1f')} | {cell(r, 'flex', 'mib', '.1f')} | "
             f"{memory if memory is not None else nan:.2f} | {r['plan_kib']:.0f} | "
             f"{r['full_useful']:.0%} / {r['blocks_useful']:.0%} / {r['flex_useful']:.0%} | "
             f"{speedup if speedup is not None else nan:.1f}x | {vs_flex if vs_flex is not None else nan:.2f}x |"
         )
-    print("\n| N | decode tok/s (bounded cache, reference model) | cached tokens |\n|---|---|---|")
+    print("\n| N | decode tok/s (one over the median step; bounded cache, reference model) | cached tokens |\n|---|---|---|")
     for d in decodes:
         print(f"| {int(d['n'])} | {d['decode_tok_s']:.1f} | {int(d['cache_tokens'])} |")
     failed: list[str] = []

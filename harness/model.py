@@ -346,17 +346,14 @@ class Model:
         with torch.inference_mode():
             synchronize(self.device)
             start = time.perf_counter()
-            kv = self.new_cache() if cache is None else cache
-            cache = {self._cache_keyword: kv}  # filled in place by every call
+            kv = self.new_cache() if cache is None else cache  # filled in place by every call
             out, peak = self._read(prompt, kv, prefill_chunk, split_at, at_split)
             token, logprob = greedy(out.logits[0, -1])
             synchronize(self.device)
             first = time.perf_counter()
             new = [token]
             while len(new) < max_new_tokens and token not in self.eos_ids:
-                step = torch.tensor([[token]], device=self.device)
-                out = self.hf_model(input_ids=step, use_cache=True, **cache)
-                token, step_logprob = greedy(out.logits[0, -1])
+                token, step_logprob = self.step(token, kv)
                 logprob += step_logprob
                 new.append(token)
             synchronize(self.device)
@@ -377,6 +374,14 @@ class Model:
         if self._kept is not None:
             self._kept.append((list(prompt), generation))
         return generation
+
+    def step(self, token: int, cache: Any) -> tuple[int, float]:
+        """One decode step: `token` read into `cache`; the next token (greedy) and its log-probability.
+        Called under `torch.inference_mode()`, as `generate` calls it."""
+        import torch
+
+        out = self.hf_model(input_ids=torch.tensor([[token]], device=self.device), use_cache=True, **{self._cache_keyword: cache})
+        return greedy(out.logits[0, -1])
 
     def _read(
         self, prompt: list[int], kv: Any, prefill_chunk: int, split_at: int, at_split: Callable[[], None] | None

@@ -10,11 +10,11 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from lcbench.model import Model
 from lcbench.sparse.block_attention import block_sparse_attention
 from lcbench.sparse.block_list import build_block_list, build_block_list_over, key_runs
-from lcbench.sparse.block_runs import schedule
+from lcbench.sparse.block_runs import bands_shift_alike, element_mask, schedule
 from lcbench.sparse.bounded_cache import BoundedCache
 from lcbench.sparse.reference import masked_attention
 from lcbench.strategies.full import Full
-from lcbench.strategies.sparse import PATTERNS, Sparse
+from lcbench.strategies.sparse import PATTERNS, WINDOWED, Sparse
 from lcbench.tasks.base import Example
 
 SMALL = {
@@ -187,6 +187,25 @@ def test_bounded_cache_decode_equals_the_same_pattern_over_the_whole_cache(llama
     bounded = Sparse(pattern="sink_window", window=64, sinks=4, tile=32)
     unbounded = Sparse(pattern="sink_window", window=64, sinks=4, tile=32, bounded_cache=False)
     assert generate(llama, bounded, prompt, 300) == generate(llama, unbounded, prompt, 300)
+
+
+@pytest.mark.parametrize("pattern,chunk", [(p, 0) for p in PATTERNS] + [(p, 200) for p in WINDOWED])
+def test_a_runs_shared_band_mask_is_every_rows(pattern, chunk):
+    """A band mask one row's evaluation stands for (`bands_shift_alike`) is each row's own, in a
+    whole prefill and in a chunk over a bounded cache's kept keys."""
+    strategy = Sparse(pattern=pattern, tile=16, **SMALL)
+    mask = strategy.mask(600, 60)
+    if chunk:  # a bounded cache: a window pattern's
+        queries, keys = kept_keys(strategy, 600, 60, begin=400, chunk=chunk)
+        blocks = build_block_list_over(mask, queries, key_runs(keys), 16)
+    else:
+        blocks = build_block_list(mask, torch.arange(600), 0, 600, 16)
+    shared = [run for run in schedule(blocks) if run.band_mask is not None]
+    for run in shared:
+        rows = element_mask(blocks, run.q_index(0, run.count), run.band_index(0, run.count))
+        assert torch.equal(rows, run.band_mask.expand_as(rows)), (pattern, run.q_start)
+    shifted = [run for run in schedule(blocks) if run.count > 1 and bands_shift_alike(blocks, run)]
+    assert bool(shifted) == (pattern in ("sink_window", "window"))  # what the shortcut covers: a window's band
 
 
 @pytest.mark.parametrize("pattern", ["sink_window", "longformer"])

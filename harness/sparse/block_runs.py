@@ -148,7 +148,9 @@ def attach_scattered(runs: list[BlockRun], scattered: list[list[int]]) -> list[B
     return out
 
 
-MASK_SLICE = 1 << 16  # (query, key) pairs whose mask is evaluated together: about 8 bytes of arithmetic each
+# (query, key) pairs whose mask is evaluated together, about 8 bytes of arithmetic each: the rows
+# whose masks differ (a window's first rows) are evaluated inside the attention call, adding to its peak
+MASK_SLICE = 1 << 14
 
 
 def element_mask(blocks: BlockList, q_index: Tensor, kv_index: Tensor) -> Tensor:
@@ -171,7 +173,11 @@ def shared_masks(blocks: BlockList, run: BlockRun, budget: int) -> BlockRun:
     masks: dict[str, Tensor | None] = {"band": None, "scattered": None}
     if run.count == 1:
         return run  # a lone row's mask is its own: kept, it would only hold memory across layers
+    if run.width and bands_shift_alike(blocks, run):  # one row's mask is every row's: no need to look at all
+        masks["band"] = element_mask(blocks, run.q_index(0, 1), run.band_index(0, 1))[0]
     for part, width in (("band", run.width), ("scattered", 0 if run.scattered is None else run.scattered.shape[1])):
+        if masks[part] is not None:
+            continue
         first_mask: Tensor | None = None
         step = max(1, budget // (8 * run.rows * max(1, width)))
         for first in range(0, run.count if width else 0, step):
@@ -184,3 +190,16 @@ def shared_masks(blocks: BlockList, run: BlockRun, budget: int) -> BlockRun:
                 break
         masks[part] = first_mask
     return BlockRun(run.q_start, run.rows, run.count, run.band_start, run.width, run.scattered, masks["band"], masks["scattered"])
+
+
+def bands_shift_alike(blocks: BlockList, run: BlockRun) -> bool:
+    """Whether every row of `run` has its first row's band mask without evaluating them: each row's
+    queries and band keys are the first row's shifted by the same number of positions (both lie in
+    one run of consecutive positions), and the mask is a function of q - kv alone over them
+    (`Mask.shift_free`: a window and causal pattern's band, away from the sinks)."""
+    q_last = run.q_start + run.count * run.rows - 1
+    kv_last = run.band_start + (run.count - 1) * run.rows + run.width - 1
+    q_lo, q_hi = int(blocks.q_positions[run.q_start]), int(blocks.q_positions[q_last])
+    kv_lo, kv_hi = blocks.position(run.band_start), blocks.position(kv_last)
+    consecutive = q_hi - q_lo == q_last - run.q_start and kv_hi - kv_lo == kv_last - run.band_start
+    return consecutive and blocks.mask.shift_free((q_lo, q_hi + 1, kv_lo, kv_hi + 1))

@@ -30,9 +30,15 @@ def unsettled(box: Box) -> bool | None:
     return None
 
 
+def shift_free(box: Box) -> bool:
+    """For a mask of q - kv alone (causal, a window, a stride): the same wherever a box lies."""
+    return True
+
+
 class Mask:
-    """A mask function with a name, a bound on the keys it allows (`spans`) and, where it can
-    tell without evaluating pairs, whether a whole box of positions is allowed (`settles`)."""
+    """A mask function with a name, a bound on the keys it allows (`spans`), where it can tell
+    without evaluating pairs, whether a whole box of positions is allowed (`settles`), and whether
+    inside a box it depends on q - kv alone (`shift_free`)."""
 
     def __init__(
         self,
@@ -40,11 +46,19 @@ class Mask:
         allows: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor],
         spans: Callable[[int, int], Spans],
         settles: Callable[[Box], bool | None] = unsettled,
+        shift_free: Callable[[Box], bool] | None = None,
     ):
         self.__name__ = name
         self.allows = allows
         self.spans = spans  # (q_lo, q_hi) -> keys possibly allowed for any query position in [q_lo, q_hi)
         self.settles = settles  # box -> ALL, NONE, or None where only evaluating the pairs can tell
+        self._shift_free = shift_free
+
+    def shift_free(self, box: Box) -> bool:
+        """Whether, for pairs inside `box`, the mask is a function of q - kv alone: then rows of
+        queries and keys shifted together inside it share one element mask (`block_runs`). A mask
+        the box settles is constant there; otherwise only the mask's own rule can say."""
+        return self.settles(box) is not None or (self._shift_free is not None and self._shift_free(box))
 
     def __repr__(self) -> str:
         return f"Mask({self.__name__})"
@@ -68,7 +82,7 @@ def causal() -> Mask:
         q_lo, q_hi, kv_lo, kv_hi = box
         return decide(kv_hi - 1 <= q_lo, kv_lo > q_hi - 1)
 
-    return Mask("causal", lambda b, h, q, kv: q >= kv, lambda lo, hi: [(0, hi)], settles)
+    return Mask("causal", lambda b, h, q, kv: q >= kv, lambda lo, hi: [(0, hi)], settles, shift_free)
 
 
 def sliding_window(window: int) -> Mask:
@@ -78,7 +92,10 @@ def sliding_window(window: int) -> Mask:
         q_lo, q_hi, kv_lo, kv_hi = box
         return decide(q_hi - 1 - kv_lo < window, q_lo - (kv_hi - 1) >= window)
 
-    return Mask(f"window_{window}", lambda b, h, q, kv: q - kv < window, lambda lo, hi: [(lo - window + 1, EVERYTHING)], settles)
+    def spans(lo: int, hi: int) -> Spans:
+        return [(lo - window + 1, EVERYTHING)]
+
+    return Mask(f"window_{window}", lambda b, h, q, kv: q - kv < window, spans, settles, shift_free)
 
 
 def sinks(count: int) -> Mask:
@@ -143,7 +160,9 @@ def block_sparse(block: int, local_blocks: int, random_blocks: int, global_block
 
 def strided(stride: int) -> Mask:
     """Every `stride`-th key counting back from the query (Sparse Transformers' strided head)."""
-    return Mask(f"strided_{stride}", lambda b, h, q, kv: (q - kv) % stride == 0, lambda lo, hi: [(0, EVERYTHING)])
+    return Mask(
+        f"strided_{stride}", lambda b, h, q, kv: (q - kv) % stride == 0, lambda lo, hi: [(0, EVERYTHING)], shift_free=shift_free
+    )
 
 
 def all_of(*masks: Mask) -> Mask:
@@ -163,7 +182,9 @@ def all_of(*masks: Mask) -> Mask:
         answers = [m.settles(box) for m in masks]
         return decide(all(a is ALL for a in answers), any(a is NONE for a in answers))
 
-    return Mask("_and_".join(m.__name__ for m in masks), allows, spans, settles)
+    return Mask(
+        "_and_".join(m.__name__ for m in masks), allows, spans, settles, lambda box: all(m.shift_free(box) for m in masks)
+    )
 
 
 def any_of(*masks: Mask) -> Mask:
@@ -182,6 +203,7 @@ def any_of(*masks: Mask) -> Mask:
         allows,
         lambda lo, hi: normalise([s for m in masks for s in m.spans(lo, hi)]),
         settles,
+        lambda box: all(m.shift_free(box) for m in masks),
     )
 
 
