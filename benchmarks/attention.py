@@ -15,8 +15,11 @@ on both.
 A sparse path's time is its attention call plus what it builds once per forward call and shares
 across layers (the block list, then the block path's rows or flex's BlockMask), as a one-layer
 model would pay it; its memory is the attention call's, the plan built beforehand as in a model's
-layers (the plan's own size is printed: KiB). `--profile` prints the top profile entries of the
-block path (plan and attention) and of a generation from the bounded cache at the longest length.
+layers (the plan's own size is printed: KiB), measured from 4k on in a process of its own for
+each path and length, so that what one path leaves in the allocator's heap is not counted against
+the next.
+`--profile` prints the top profile entries of the block path (plan and attention) at each length
+and of decode steps from the bounded cache at the longest.
 
 Peak memory is the rise over the call: torch's allocator peak on a GPU, process RSS on a CPU
 (`lcbench.run.measure.MeasureMemory`, which first hands freed buffers back to the OS, so that each
@@ -28,9 +31,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import math
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -88,64 +93,96 @@ def best_times(fns: dict[str, Callable[[], Any]], device: str, repeats: int, sec
     return {name: min(t) for name, t in times.items()}
 
 
+class Prefill:
+    """One length's inputs and what each path calls: its attention (`paths`) and the plan it
+    builds once per forward call and every layer shares (`plans`): the block list, then the block
+    path's rows (`schedule`) or flex's BlockMask."""
+
+    def __init__(self, n: int, args: argparse.Namespace) -> None:
+        g = torch.Generator(device=args.device).manual_seed(n)
+        shape = dict(device=args.device, dtype=bench_dtype(args), generator=g)
+        q = torch.randn(1, args.heads, n, args.dim, **shape)  # type: ignore[call-overload]
+        k = torch.randn(1, args.kv_heads, n, args.dim, **shape)  # type: ignore[call-overload]
+        v = torch.randn(1, args.kv_heads, n, args.dim, **shape)  # type: ignore[call-overload]
+        mask = Sparse(pattern="sink_window", window=args.window, sinks=args.sinks).mask(n, 0)
+        positions = torch.arange(n)
+
+        def blocks() -> BlockList:
+            return build_block_list(mask, positions, 0, n, args.tile)
+
+        self.blocks = blocks
+        self.built = blocks()
+        self.runs = schedule(self.built)
+        self.plans: dict[str, Callable[[], Any]] = {
+            "blocks": lambda: schedule(blocks()),
+            "flex": lambda: block_mask(blocks(), bucket(n, args.tile), bucket(n, args.tile), args.device),
+        }
+        self.paths: dict[str, Callable[[], Any]] = {
+            "full": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+            "blocks": lambda: block_sparse_attention(q, k, v, self.built, runs=self.runs),
+            "flex": lambda: flex_block_attention(q, k, v, self.built),
+        }
+        self.unplanned = lambda: block_sparse_attention(q, k, v, blocks())  # the block path, plan and all
+
+
+def one_pass_only(name: str, n: int) -> bool:
+    """SDPA is quadratic: from 16k on, its one call that counts memory is also its time (at 128k on
+    a CPU, a call takes minutes); it has nothing to compile."""
+    return name == "full" and n >= 16384
+
+
+def memory_apart(name: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """`peak_mib` of path `name` at `n`, in a process of its own (this script with --memory-of): in
+    this one, what earlier paths left in the allocator's heap moves a path's RSS by about a MiB."""
+    command = [sys.executable, __file__, "--memory-of", name, "--lengths", str(n), "--device", args.device, "--dtype", args.dtype]
+    shape = ("window", "sinks", "tile", "heads", "kv_heads", "dim")
+    command += [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in shape]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {name} at {n} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_here(name: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """What `memory_apart` prints: the path's least peak MiB and the seconds of its first pass, or oom."""
+    try:
+        seconds, mib = peak_mib(Prefill(n, args).paths[name], args.device, passes=1 if one_pass_only(name, n) else 3)
+    except torch.OutOfMemoryError:
+        return {"oom": 1.0}
+    return {"seconds": seconds, "mib": mib}
+
+
 def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
-    g = torch.Generator(device=args.device).manual_seed(n)
-    dtype = bench_dtype(args)
-    shape = dict(device=args.device, dtype=dtype, generator=g)
-    q = torch.randn(1, args.heads, n, args.dim, **shape)  # type: ignore[call-overload]
-    k = torch.randn(1, args.kv_heads, n, args.dim, **shape)  # type: ignore[call-overload]
-    v = torch.randn(1, args.kv_heads, n, args.dim, **shape)  # type: ignore[call-overload]
-    mask = Sparse(pattern="sink_window", window=args.window, sinks=args.sinks).mask(n, 0)
-    positions = torch.arange(n)
-    row: dict[str, float] = {"n": n}
-
-    def blocks() -> BlockList:
-        return build_block_list(mask, positions, 0, n, args.tile)
-
-    # What each sparse path builds once per forward call and every layer shares: the block list,
-    # then the block path's rows (`schedule`) or flex's BlockMask. Its time is added to the path's
-    # (as if the model had one layer); the memory column is the attention call's own peak, as in a
-    # model's layer, where the plan was built before the first layer ran.
-    plans: dict[str, Callable[[], Any]] = {
-        "blocks": lambda: schedule(blocks()),
-        "flex": lambda: block_mask(blocks(), bucket(n, args.tile), bucket(n, args.tile), args.device),
-    }
-    built = blocks()
-    runs = schedule(built)
-    paths: dict[str, Callable[[], Any]] = {
-        "full": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
-        "blocks": lambda: block_sparse_attention(q, k, v, built, runs=runs),
-        "flex": lambda: flex_block_attention(q, k, v, built),
-    }
-    row["plan_kib"] = plan_bytes(built, runs) / 1024
+    """A sparse path's time is its attention call plus its plan (as if the model had one layer); its
+    memory is the attention call's own peak, the plan built beforehand, as in a model's layers."""
+    prefill = Prefill(n, args)
+    row: dict[str, float] = {"n": n, "plan_kib": plan_bytes(prefill.built, prefill.runs) / 1024}
     timed: dict[str, Callable[[], Any]] = {}
-    for name, fn in paths.items():
+    for name, fn in prefill.paths.items():
         if name in args.skip:
             continue
-        try:
-            # SDPA is quadratic: from 16k on, its one call that counts memory is its time (at 128k
-            # on a CPU, a call takes minutes); it has nothing to compile
-            seconds, row[f"{name}_mib"] = peak_mib(fn, args.device, passes=1 if name == "full" and n >= 16384 else 3)
-            if name == "full" and n >= 16384:
-                row["full_s"] = seconds
-                continue
-            timed[name] = fn
-            if name in plans:
-                timed[f"{name}_plan"] = plans[name]
-        except torch.OutOfMemoryError:
+        # below 4k the peaks are a MiB or two and no target is judged: measured here, not apart
+        measured = memory_apart(name, n, args) if n >= 4096 else measure_here(name, n, args)
+        if "oom" in measured:
             row[f"{name}_oom"] = 1.0
-            torch.cuda.empty_cache()
+            continue
+        row[f"{name}_mib"] = measured["mib"]
+        if one_pass_only(name, n):
+            row["full_s"] = measured["seconds"]
+            continue
+        timed[name] = fn
+        if name in prefill.plans:
+            timed[f"{name}_plan"] = prefill.plans[name]
     sparse = {name: fn for name, fn in timed.items() if name != "full"}  # interleaved with each other, not with SDPA's
     for group in ({"full": timed["full"]} if "full" in timed else {}, sparse):
         for name, seconds in best_times(group, args.device, args.repeats).items():
             row[f"{name}_s"] = seconds
-    # after the memory passes: its tile-by-tile evaluation leaves the heap in pieces, which RSS then counts
-    row.update(useful_shares(built))
-    for name in plans:
+    row.update(useful_shares(prefill.built))
+    for name in prefill.plans:
         if f"{name}_plan_s" in row:
             row[f"{name}_s"] += row[f"{name}_plan_s"]
     if args.profile and "blocks" not in args.skip:
-        profile(f"block path at {n} (its plan, then the attention)", lambda _: block_sparse_attention(q, k, v, blocks()))
+        profile(f"block path at {n} (its plan, then the attention)", lambda _: prefill.unplanned())
     return row
 
 
@@ -324,7 +361,9 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
     longest = max(rows, key=lambda r: r["n"])
     value = quotient(longest, "full_s", "blocks_s")
     check(f"full/blocks time at {int(longest['n'])} >= 4", value, value is not None and value >= 4, cpu_only=True)
-    if len(decodes) >= 2:  # the same cached tokens at every length: the same cost a step
+    full = [d for d in decodes if d["cache_tokens"] == max(e["cache_tokens"] for e in decodes)]
+    if len(full) >= 2:  # the same cached tokens (the window filled): the same cost a step
+        decodes = full
         speeds = [d["decode_tok_s"] for d in decodes]
         value = max(speeds) / min(speeds)
         span = f"{int(decodes[0]['n'])}..{int(decodes[-1]['n'])}"
@@ -347,8 +386,12 @@ def main() -> None:
     parser.add_argument("--decode-tokens", type=int, default=128)
     parser.add_argument("--skip", default="", help="paths to leave out, e.g. flex")
     parser.add_argument("--profile", action="store_true", help="print the block path's and decode's top profile entries")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # one path's memory at one length, for `memory_apart`
     args = parser.parse_args()
     lengths = [parse_length(x) for x in args.lengths.split(",")]
+    if args.memory_of:
+        print(json.dumps(measure_here(args.memory_of, lengths[0], args)))
+        return
     rows = [prefill_row(n, args) for n in lengths]
     model = Model.load(reference_dir("mt"), device=args.device)
     decodes = decode_rows(model, lengths, args)

@@ -13,7 +13,8 @@
 #   04 validate   DIR/suite.yaml: every strategy family at 4k/16k/32k (--dry-run: 256/512), `lcbench validate`
 #   05 run        lcbench run DIR/suite.yaml --model DIR/model --out DIR/runs --limit 2 --isolate
 #                 (--dry-run: --limit 1 --device cpu, TRITON_INTERPRET=1 for triton_fused)
-#   06 tests      the GPU-relevant tests (--dry-run: tests/test_gpu_path.py)
+#   06 tests      the GPU-relevant tests (--dry-run: tests/test_gpu_path.py collected, not run:
+#                 the test suite that runs the dry run runs it)
 #   07 attention  benchmarks/attention.py up to 64k (--dry-run: 256,512, without flex, targets not judged)
 #   08 triton     benchmarks/triton_kernels.py up to 64k (--dry-run: its own --dry-run)
 #   09 checks     benchmarks/gpu_checks.py over the run's records: PASS/FAIL/SKIP lines
@@ -203,8 +204,8 @@ step_run() {
 }
 
 step_tests() {
-    if ((DRY)); then  # the step runs; test_measure.py runs in the test suite that runs this dry run
-        x "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_gpu_path.py
+    if ((DRY)); then  # the step's command works; the test suite that runs this dry run runs these tests
+        x "$PYTHON" -m pytest -q -p no:cacheprovider --collect-only tests/test_gpu_path.py
     else
         x "$PYTHON" -m pytest -q tests/test_kernels.py tests/test_measure.py tests/test_gpu_path.py \
             tests/test_kernel_benchmarks.py --benchmark-enable

@@ -137,7 +137,7 @@ def test_the_cpu_dry_run_passes_every_step_and_check(tmp_path):
         assert (out / f"{number:02d}-{name}.log").is_file()
     attention = (out / "07-attention.log").read_text()  # its --profile: the block path's and decode's top entries
     assert "profile: block path at 512" in attention and "profile: 4 decode steps after 512 tokens" in attention
-    assert "decode tok/s fastest / slowest over 256..512" in attention
+    assert "| N | decode tok/s (one over the median step" in attention and "| 512 |" in attention
     lines = [line for line in (out / "09-checks.log").read_text().splitlines() if VERDICT.match(line)]
     names = {line.split(":")[0].split()[-1] for line in lines}
     assert {"records", "no-error", "nonzero-peak", "full-peak-grows", "full-above-bounded", "named-path"} <= names, lines
