@@ -110,7 +110,6 @@ class Prefill:
         def blocks() -> BlockList:
             return build_block_list(mask, positions, 0, n, args.tile)
 
-        self.blocks = blocks
         self.built = blocks()
         self.runs = schedule(self.built)
         self.plans: dict[str, Callable[[], Any]] = {
@@ -182,7 +181,7 @@ def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
         if f"{name}_plan_s" in row:
             row[f"{name}_s"] += row[f"{name}_plan_s"]
     if args.profile and "blocks" not in args.skip:
-        profile(f"block path at {n} (its plan, then the attention)", lambda _: prefill.unplanned())
+        profile(f"block path at {n} (its plan, then the attention)", prefill.unplanned)
     return row
 
 
@@ -195,14 +194,12 @@ def plan_bytes(blocks: BlockList, runs: list[BlockRun]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def profile(title: str, fn: Callable[[Any], Any], setup: Callable[[], Any] = lambda: None, top: int = 15) -> None:
-    """The profile of `fn(setup())`, `setup` not profiled, after a warm-up call: the entries that took
-    the most time of their own."""
-    fn(setup())
-    state = setup()
+def profile(title: str, fn: Callable[[], Any], top: int = 15) -> None:
+    """The profile of one call of `fn`, after a warm-up call: the entries that took the most time of their own."""
+    fn()
     profiler = cProfile.Profile()
     profiler.enable()
-    fn(state)
+    fn()
     profiler.disable()
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
@@ -287,9 +284,7 @@ def decode_rows(model: Model, lengths: list[int], args: argparse.Namespace) -> l
                 decode(n, 1)
         if args.profile:
             n = lengths[-1]
-            profile(
-                f"{args.decode_tokens} decode steps after {n} tokens (bounded cache)", lambda _: decode(n, args.decode_tokens)
-            )
+            profile(f"{args.decode_tokens} decode steps after {n} tokens (bounded cache)", lambda: decode(n, args.decode_tokens))
     rows = []
     for n in lengths:
         cache = states[n][0]

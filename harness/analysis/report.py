@@ -196,7 +196,9 @@ def render_markdown(
     answer_lines: Sequence[str] = (),
     run_path: str = "RUN",
     sampling: Sequence[str] = (),
+    undrawn: bool = False,
 ) -> str:
+    """`undrawn`: the plots were left out (`LCBENCH_PLOTS=0`), which the report says."""
     lines = [f"# lcbench report: {env.get('suite', '')}", ""]
     notes = device_notes(records) + named_path_notes(records) + noisy_notes(records, run_path) + promise_notes(summary)
     notes += environment_notes(env)
@@ -207,7 +209,7 @@ def render_markdown(
     lines += sampling
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
-    elif len(summary) and not plots_wanted():
+    elif undrawn:
         lines += ["## Plots", "", NO_PLOTS.format(run=run_path), ""]
     for title, table in tables(summary):
         lines += [f"## {title}", "", table, ""]
@@ -237,14 +239,14 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     question = question_of(folder.suite_data) if (path / "suite.json").is_file() else Question()
     answered = answer(run, question) if len(summary) else []
     pareto = pareto_sets(run, question.tolerance) if len(summary) else {}
-    drawn = len(summary) and plots_wanted()
-    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto, records) if drawn else []
+    undrawn = bool(len(summary)) and not plots_wanted()
+    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto, records) if len(summary) and not undrawn else []
     sampling = (folder.suite_data.get("sampling") if (path / "suite.json").is_file() else None) or {}
     adaptive = []
     if sampling:  # an adaptive run: what its rounds spent and what stays open
         adaptive = sampling_lines(run, sampling["min"], sampling["max"], question.budgets, question.threshold, question.lengths)
     plot_names = [f"{PLOTS}/{p.name}" for p in plots]
-    markdown = render_markdown(summary, folder.env, plot_names, records, answered, str(path), adaptive)
+    markdown = render_markdown(summary, folder.env, plot_names, records, answered, str(path), adaptive, undrawn)
     write_atomic(path / "report.md", markdown)
     return summary
 

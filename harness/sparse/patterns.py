@@ -30,8 +30,8 @@ def unsettled(box: Box) -> bool | None:
     return None
 
 
-def shift_free(box: Box) -> bool:
-    """For a mask of q - kv alone (causal, a window, a stride): the same wherever a box lies."""
+def distance_only(box: Box) -> bool:
+    """`Mask.shift_free` of a mask of q - kv alone (causal, a window, a stride): true in any box."""
     return True
 
 
@@ -82,7 +82,7 @@ def causal() -> Mask:
         q_lo, q_hi, kv_lo, kv_hi = box
         return decide(kv_hi - 1 <= q_lo, kv_lo > q_hi - 1)
 
-    return Mask("causal", lambda b, h, q, kv: q >= kv, lambda lo, hi: [(0, hi)], settles, shift_free)
+    return Mask("causal", lambda b, h, q, kv: q >= kv, lambda lo, hi: [(0, hi)], settles, distance_only)
 
 
 def sliding_window(window: int) -> Mask:
@@ -95,7 +95,7 @@ def sliding_window(window: int) -> Mask:
     def spans(lo: int, hi: int) -> Spans:
         return [(lo - window + 1, EVERYTHING)]
 
-    return Mask(f"window_{window}", lambda b, h, q, kv: q - kv < window, spans, settles, shift_free)
+    return Mask(f"window_{window}", lambda b, h, q, kv: q - kv < window, spans, settles, distance_only)
 
 
 def sinks(count: int) -> Mask:
@@ -160,9 +160,8 @@ def block_sparse(block: int, local_blocks: int, random_blocks: int, global_block
 
 def strided(stride: int) -> Mask:
     """Every `stride`-th key counting back from the query (Sparse Transformers' strided head)."""
-    return Mask(
-        f"strided_{stride}", lambda b, h, q, kv: (q - kv) % stride == 0, lambda lo, hi: [(0, EVERYTHING)], shift_free=shift_free
-    )
+    allows = lambda b, h, q, kv: (q - kv) % stride == 0  # noqa: E731
+    return Mask(f"strided_{stride}", allows, lambda lo, hi: [(0, EVERYTHING)], shift_free=distance_only)
 
 
 def all_of(*masks: Mask) -> Mask:
