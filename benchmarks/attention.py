@@ -21,9 +21,10 @@ the next.
 `--profile` prints the top profile entries of the block path (plan and attention) at each length
 and of decode steps from the bounded cache at the longest.
 
-Peak memory is the rise over the call: torch's allocator peak on a GPU, process RSS on a CPU
-(`lcbench.run.measure.MeasureMemory`, which first hands freed buffers back to the OS, so that each
-call's peak is its own).
+Peak memory is the rise over the call, the figure a run's cells report: torch's allocator peak on
+a GPU, the peak of live tensor bytes on a CPU (`lcbench.run.measure`), with the process RSS beside
+it (after freed buffers are handed back to the OS, so that each call's peak is its own; it also
+holds malloc's slack, which moves a few hundred KiB from one process to the next).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import torch.nn.functional as F
 
 from lcbench.model import Model, synchronize
 from lcbench.reference.models import reference_dir
-from lcbench.run.measure import MeasureMemory
+from lcbench.run.measure import MeasureMemory, MemoryPeak, TensorBytes
 from lcbench.sparse.block_attention import block_sparse_attention
 from lcbench.sparse.block_list import EMPTY, BlockList, build_block_list
 from lcbench.sparse.block_runs import BlockRun, schedule
@@ -59,21 +60,33 @@ from lcbench.units import parse_length
 MiB = 1 << 20
 
 
-def peak_mib(fn: Callable[[], Any], device: str, passes: int = 3) -> tuple[float, float]:
-    """(seconds of the first, least peak MiB) of `passes` calls of `fn`, after a warm-up call
-    (compilation happens there) where there are several. The least, as for time: on a CPU, RSS
-    moves by about a MiB from call to call with what the allocator's threads hold, always upward."""
+def peak_mib(fn: Callable[[], Any], device: str, passes: int = 3) -> dict[str, float]:
+    """One call's peak memory, as a run's cells report it (`MemoryPeak.peak_bytes`): on a GPU
+    torch's allocator peak, on a CPU the peak of live tensor bytes, counted in a pass of its own
+    (counting slows each allocation) and the same every call; beside it on a CPU the process RSS,
+    least of `passes` calls (it moves by a few hundred KiB from one process to the next with
+    where malloc put earlier buffers, always upward). After a warm-up call (compilation happens
+    there) where there are several passes; `seconds` is the first measured one's."""
+    on_cpu = not device.startswith("cuda")
+    figures: dict[str, float] = {}
     if passes > 1:
         fn()
-    peaks, seconds = [], []
+        if on_cpu:
+            with TensorBytes() as counter:
+                fn()
+            figures["mib"] = (counter.peak or 0) / MiB
+    peaks: list[MemoryPeak] = []
     for _ in range(passes):
-        with MeasureMemory(device, count_tensors=False) as meter:  # RSS alone, as the figures in docs/performance.md were taken
+        with MeasureMemory(device, count_tensors=on_cpu and passes == 1) as meter:  # a lone pass counts as it goes
             start = time.perf_counter()
             fn()
             synchronize(device)
-            seconds.append(time.perf_counter() - start)
-        peaks.append((meter.result.torch_allocated_bytes if device.startswith("cuda") else meter.result.rss_bytes) or 0)
-    return seconds[0], min(peaks) / MiB
+            figures.setdefault("seconds", time.perf_counter() - start)
+        peaks.append(meter.result)
+    figures.setdefault("mib", min(p.peak_bytes or 0 for p in peaks) / MiB)
+    if on_cpu:
+        figures["rss_mib"] = min(p.rss_bytes or 0 for p in peaks) / MiB
+    return figures
 
 
 def best_times(fns: dict[str, Callable[[], Any]], device: str, repeats: int, seconds: float = 3.0) -> dict[str, float]:
@@ -145,10 +158,9 @@ def memory_apart(name: str, n: int, args: argparse.Namespace) -> dict[str, float
 def measure_here(name: str, n: int, args: argparse.Namespace) -> dict[str, float]:
     """What `memory_apart` prints: the path's least peak MiB and the seconds of its first pass, or oom."""
     try:
-        seconds, mib = peak_mib(Prefill(n, args).paths[name], args.device, passes=1 if one_pass_only(name, n) else 3)
+        return peak_mib(Prefill(n, args).paths[name], args.device, passes=1 if one_pass_only(name, n) else 3)
     except torch.OutOfMemoryError:
         return {"oom": 1.0}
-    return {"seconds": seconds, "mib": mib}
 
 
 def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
@@ -166,6 +178,8 @@ def prefill_row(n: int, args: argparse.Namespace) -> dict[str, float]:
             row[f"{name}_oom"] = 1.0
             continue
         row[f"{name}_mib"] = measured["mib"]
+        if "rss_mib" in measured:
+            row[f"{name}_rss_mib"] = measured["rss_mib"]
         if one_pass_only(name, n):
             row["full_s"] = measured["seconds"]
             continue
@@ -308,9 +322,9 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
     )
     print(
         "| N | full SDPA s | blocks s | flex s | full MiB | blocks MiB | flex MiB | blocks/full MiB "
-        "| blocks plan KiB | useful full / blocks / flex | full/blocks s | blocks/flex s |"
+        "| RSS full / blocks / flex MiB | blocks plan KiB | useful full / blocks / flex | full/blocks s | blocks/flex s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     nan = float("nan")
     for r in rows:
         speedup, vs_flex = quotient(r, "full_s", "blocks_s"), quotient(r, "blocks_s", "flex_s")
@@ -319,7 +333,8 @@ def report(rows: list[dict[str, float]], decodes: list[dict[str, float]], args: 
             f"| {int(r['n'])} | {cell(r, 'full', 's', '.3f')} | {cell(r, 'blocks', 's', '.3f')} | "
             f"{cell(r, 'flex', 's', '.3f')} | "
             f"{cell(r, 'full', 'mib', '.1f')} | {cell(r, 'blocks', 'mib', '.1f')} | {cell(r, 'flex', 'mib', '.1f')} | "
-            f"{memory if memory is not None else nan:.2f} | {r['plan_kib']:.0f} | "
+            f"{memory if memory is not None else nan:.2f} | "
+            f"{' / '.join(cell(r, path, 'rss_mib', '.1f') for path in ('full', 'blocks', 'flex'))} | {r['plan_kib']:.0f} | "
             f"{r['full_useful']:.0%} / {r['blocks_useful']:.0%} / {r['flex_useful']:.0%} | "
             f"{speedup if speedup is not None else nan:.1f}x | {vs_flex if vs_flex is not None else nan:.2f}x |"
         )
