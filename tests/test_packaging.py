@@ -29,9 +29,9 @@ def test_wheel_holds_only_lcbench(wheel):
     tops = {n.split("/", 1)[0] for n in names}
     assert tops == {"lcbench", next(t for t in tops if t.endswith(".dist-info"))}
     assert "lcbench/strategies/full.py" in names and "lcbench/kernels/__init__.py" in names
-    assert "lcbench/tasks/needle.py" in names
+    assert "lcbench/tasks/needle.py" in names and "lcbench/tasks/prompts/longbench.json" in names
     for shipped in ("mt", "lookup"):
-        assert {f"lcbench/reference/{shipped}/{f}" for f in ("model.safetensors", "tokenizer.json")} <= set(names)
+        assert {f"lcbench/reference/{shipped}/{f}" for f in ("model.safetensors", "tokenizer.json", "config.json")} <= set(names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[lcbench.strategies]" in text and "lcbench = lcbench.cli:main" in text
