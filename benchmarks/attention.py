@@ -74,7 +74,8 @@ def peak_mib(fn: Callable[[], Any], device: str, passes: int = 3) -> dict[str, f
         if on_cpu:
             with TensorBytes() as counter:
                 fn()
-            figures["mib"] = (counter.peak or 0) / MiB
+            if counter.peak is not None:  # None: another profiler is running; RSS stands in
+                figures["mib"] = counter.peak / MiB
     peaks: list[MemoryPeak] = []
     for _ in range(passes):
         with MeasureMemory(device, count_tensors=on_cpu and passes == 1) as meter:  # a lone pass counts as it goes
