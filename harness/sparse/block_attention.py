@@ -51,11 +51,13 @@ def block_sparse_attention(
 
 
 def row_bytes(q: Tensor, k: Tensor, run: BlockRun) -> int:
-    """Working memory per row of a run: its outputs (two parts and their merge), masks, gathered keys."""
+    """Working memory per row of a run: its outputs (two parts and their merge), masks, gathered keys,
+    and off the CPU the scores that plain torch holds (float32 scores and their softmax)."""
     h, d = q.shape[1], q.shape[-1]
     scattered = 0 if run.scattered is None else run.scattered.shape[1]
     masks = 0 if run.band_mask is not None else run.rows * run.keys * (8 + q.element_size())  # positions, bias
-    return 2 * h * run.rows * d * q.element_size() + masks + 2 * k.shape[1] * scattered * d * k.element_size()
+    scores = 0 if q.device.type == "cpu" else 2 * h * run.rows * run.keys * 4
+    return 2 * h * run.rows * d * q.element_size() + masks + 2 * k.shape[1] * scattered * d * k.element_size() + scores
 
 
 def attend_rows(
