@@ -13,8 +13,8 @@ chunk from the mask function, and one mask stands for a whole chunk where every 
 (a window pattern's interior), so nothing N-sized is kept across layers. Chunks hold about
 `CHUNK_BYTES` of outputs, masks and gathered keys, or 1/`CHUNK_SHARE` of the output where that is
 more: the working memory is the output plus one chunk, and a long input's many rows are taken a
-few to a call (each kernel call costs tens of microseconds: at 128k, 2k one-row calls took 20%
-longer than 700 calls of three).
+few to a call (each kernel call costs tens of microseconds: at 128k, rows taken one a call took
+2.2 s, three a call 1.8 s).
 """
 
 from __future__ import annotations
