@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -45,3 +46,17 @@ def test_imports_from_the_wheel(wheel, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(wheel))
+
+
+def test_the_kernels_folder_does_not_shadow_pypis_kernels_from_the_repository_root(tmp_path):
+    """`python -m` or a worker started in the repository puts its root on sys.path, where the folder
+    `kernels/` (lcbench.kernels) would be found as top-level `kernels`, the name of a package
+    transformers imports: a stand-in for that package, later on the path, is the one imported."""
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "__init__.py").write_text("STAND_IN = True\n")
+    code = "import kernels, lcbench.kernels.launch; print(kernels.STAND_IN, kernels.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", str(tmp_path / "kernels" / "__init__.py")]
