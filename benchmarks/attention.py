@@ -24,7 +24,7 @@ and of decode steps from the bounded cache at the longest.
 Peak memory is the rise over the call, the figure a run's cells report: torch's allocator peak on
 a GPU, the peak of live tensor bytes on a CPU (`lcbench.run.measure`), with the process RSS beside
 it (after freed buffers are handed back to the OS, so that each call's peak is its own; it also
-holds malloc's slack, which moves a few hundred KiB from one process to the next).
+holds malloc's slack, which moves by up to a MiB from one process to the next).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def peak_mib(fn: Callable[[], Any], device: str, passes: int = 3) -> dict[str, f
     """One call's peak memory, as a run's cells report it (`MemoryPeak.peak_bytes`): on a GPU
     torch's allocator peak, on a CPU the peak of live tensor bytes, counted in a pass of its own
     (counting slows each allocation) and the same every call; beside it on a CPU the process RSS,
-    least of `passes` calls (it moves by a few hundred KiB from one process to the next with
-    where malloc put earlier buffers, always upward). After a warm-up call (compilation happens
+    least of `passes` calls (it moves by up to a MiB from one process to the next with where
+    malloc put earlier buffers, always upward). After a warm-up call (compilation happens
     there) where there are several passes; `seconds` is the first measured one's."""
     on_cpu = not device.startswith("cuda")
     figures: dict[str, float] = {}
@@ -157,7 +157,7 @@ def memory_apart(name: str, n: int, args: argparse.Namespace) -> dict[str, float
 
 
 def measure_here(name: str, n: int, args: argparse.Namespace) -> dict[str, float]:
-    """What `memory_apart` prints: the path's least peak MiB and the seconds of its first pass, or oom."""
+    """What `memory_apart` prints: `peak_mib`'s figures for the path, or oom."""
     try:
         return peak_mib(Prefill(n, args).paths[name], args.device, passes=1 if one_pass_only(name, n) else 3)
     except torch.OutOfMemoryError:
