@@ -239,14 +239,16 @@ def write_report(path: Path, run_dir: RunDir | None = None) -> pd.DataFrame:
     question = question_of(folder.suite_data) if (path / "suite.json").is_file() else Question()
     answered = answer(run, question) if len(summary) else []
     pareto = pareto_sets(run, question.tolerance) if len(summary) else {}
-    undrawn = bool(len(summary)) and not plots_wanted()
-    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto, records) if len(summary) and not undrawn else []
+    drawn = bool(len(summary)) and plots_wanted()
+    plots = plot_run(summary, headline_metrics, path / PLOTS, pareto, records) if drawn else []
     sampling = (folder.suite_data.get("sampling") if (path / "suite.json").is_file() else None) or {}
     adaptive = []
     if sampling:  # an adaptive run: what its rounds spent and what stays open
         adaptive = sampling_lines(run, sampling["min"], sampling["max"], question.budgets, question.threshold, question.lengths)
     plot_names = [f"{PLOTS}/{p.name}" for p in plots]
-    markdown = render_markdown(summary, folder.env, plot_names, records, answered, str(path), adaptive, undrawn)
+    markdown = render_markdown(
+        summary, folder.env, plot_names, records, answered, str(path), adaptive, undrawn=bool(len(summary)) and not drawn
+    )
     write_atomic(path / "report.md", markdown)
     return summary
 

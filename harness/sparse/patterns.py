@@ -160,7 +160,10 @@ def block_sparse(block: int, local_blocks: int, random_blocks: int, global_block
 
 def strided(stride: int) -> Mask:
     """Every `stride`-th key counting back from the query (Sparse Transformers' strided head)."""
-    allows = lambda b, h, q, kv: (q - kv) % stride == 0  # noqa: E731
+
+    def allows(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        return (q - kv) % stride == 0
+
     return Mask(f"strided_{stride}", allows, lambda lo, hi: [(0, EVERYTHING)], shift_free=distance_only)
 
 
